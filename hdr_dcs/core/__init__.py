@@ -1,0 +1,1 @@
+"""Framework-free core: photometry, tone mapping, wavelets, metrics, classical merge."""
