@@ -1,0 +1,1 @@
+"""The ``hdr-dcs`` command line."""
