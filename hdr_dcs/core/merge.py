@@ -37,7 +37,7 @@ import cv2
 import numpy as np
 
 from .errors import InputError
-from .photometry import DEFAULT_RESPONSE, CameraResponse, luminance
+from .photometry import DEFAULT_RESPONSE, CameraResponse, channel_max, channel_min, luminance
 from .types import Frame, FrameGroup
 
 
@@ -118,9 +118,8 @@ def reference_only(frame: Frame, response: CameraResponse = DEFAULT_RESPONSE) ->
     return response.inverse(frame.pixels) / np.float32(frame.exposure.scale)
 
 
-def _saturation_hat(values: np.ndarray, cfg: MergeConfig) -> np.ndarray:
-    """(H, W, 3) -> (H, W): 1 below the knee, 0 at saturation, smooth in between."""
-    top = values.max(axis=-1)
+def _saturation_hat(top: np.ndarray, cfg: MergeConfig) -> np.ndarray:
+    """Per-pixel channel maximum (H, W) -> (H, W): 1 below the knee, 0 at saturation."""
     ramp = (cfg.saturation_level - top) / (cfg.saturation_level - cfg.saturation_knee)
     ramp = np.clip(ramp, 0.0, 1.0)
     return ramp * ramp * (3.0 - 2.0 * ramp)
@@ -142,9 +141,10 @@ class _Exposure:
         q_step = response.inverse_slope(np.maximum(luminance(values), half_code)) / (2 ** n.bits - 1)
         var_signal = n.shot * gain * sig_lum + (n.read * gain) ** 2 + q_step * q_step / 12.0
         self.var_lum = var_signal / (scale * scale)
-        self.hat = _saturation_hat(values, cfg)
-        self.saturated = values.max(axis=-1) >= cfg.saturation_level
-        self.darkest = values.min(axis=-1)
+        top = channel_max(values)
+        self.hat = _saturation_hat(top, cfg)
+        self.saturated = top >= cfg.saturation_level
+        self.darkest = channel_min(values)
         self.weight = self.hat / self.var_lum
 
 

@@ -58,6 +58,23 @@ def luminance(rgb: np.ndarray) -> np.ndarray:
     return rgb @ LUMA_WEIGHTS.astype(rgb.dtype)
 
 
+def channel_max(image: np.ndarray) -> np.ndarray:
+    """Per-pixel maximum over the last axis of (..., C); much faster than ``max(axis=-1)``
+    for C = 3, which numpy reduces element by element."""
+    out = image[..., 0]
+    for c in range(1, image.shape[-1]):
+        out = np.maximum(out, image[..., c])
+    return out
+
+
+def channel_min(image: np.ndarray) -> np.ndarray:
+    """Per-pixel minimum over the last axis of (..., C)."""
+    out = image[..., 0]
+    for c in range(1, image.shape[-1]):
+        out = np.minimum(out, image[..., c])
+    return out
+
+
 class CameraResponse(Protocol):
     """Camera response f: normalised sensor exposure x = H*t*g in [0, 1] -> pixel value L."""
 
@@ -148,12 +165,12 @@ def reexpose(hdr: np.ndarray, exposure: Exposure,
 
 def saturation_mask(values: np.ndarray, threshold: float = 0.97) -> np.ndarray:
     """True where any channel of (H, W, C) reaches ``threshold``: H is only bounded below."""
-    return np.any(values >= threshold, axis=-1)
+    return channel_max(values) >= threshold
 
 
 def noise_floor_mask(values: np.ndarray, threshold: float = 0.03) -> np.ndarray:
     """True where every channel of (H, W, C) is below ``threshold``: H is only bounded above."""
-    return np.all(values <= threshold, axis=-1)
+    return channel_max(values) <= threshold
 
 
 def global_luminance_alignment(values: np.ndarray, reference: np.ndarray,
