@@ -47,9 +47,11 @@ class CameraModel:
         if rng is not None:
             gain = np.float32(exposure.gain_linear)
             electrons = np.minimum(x / gain, 2.0) * np.float32(self.full_well_e)
-            shot = rng.standard_normal(x.shape, dtype=np.float32) * np.sqrt(electrons)
-            read = rng.standard_normal(x.shape, dtype=np.float32) * np.float32(self.read_noise_e)
-            x = x + (shot * gain + read * gain) / np.float32(self.full_well_e)
+            # Shot (variance = electrons) and read noise are independent Gaussians: one draw
+            # with the summed variance has the same distribution at half the cost.
+            sigma_e = np.sqrt(electrons + np.float32(self.read_noise_e ** 2))
+            noise = rng.standard_normal(x.shape, dtype=np.float32)
+            x = x + noise * sigma_e * (gain / np.float32(self.full_well_e))
         return np.clip(x, 0.0, 1.0)
 
     def capture(self, hdr: np.ndarray, exposure: Exposure,

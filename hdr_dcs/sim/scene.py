@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import cv2
 import numpy as np
@@ -47,14 +48,17 @@ class CameraPath:
         """(pan_x, pan_y, translate_x, translate_y, scale) at ``t_s``."""
         sx = sy = 0.0
         if self.shake_px > 0:
-            rng = np.random.default_rng(self.seed)
-            freqs = rng.uniform(0.3, 1.0, size=(2, 3)) * self.shake_hz
-            phases = rng.uniform(0, 2 * math.pi, size=(2, 3))
+            freqs, phases = self._shake
             waves = np.sin(2 * math.pi * freqs * t_s + phases).sum(axis=1) / math.sqrt(3)
             sx, sy = (self.shake_px * waves).tolist()
         return (self.pan_px_s[0] * t_s + sx, self.pan_px_s[1] * t_s + sy,
                 self.translate_px_s[0] * t_s, self.translate_px_s[1] * t_s,
                 1.0 + self.zoom_per_s * t_s)
+
+    @cached_property
+    def _shake(self) -> tuple[np.ndarray, np.ndarray]:
+        rng = np.random.default_rng(self.seed)
+        return rng.uniform(0.3, 1.0, size=(2, 3)) * self.shake_hz, rng.uniform(0, 2 * math.pi, size=(2, 3))
 
     def max_speed_px_s(self) -> float:
         speed = math.hypot(*self.pan_px_s) + math.hypot(*self.translate_px_s)
@@ -163,18 +167,34 @@ class LayeredScene:
         # Back to front: larger depth first; equal depth keeps the given order.
         for _, _, item in sorted(items, key=lambda x: (-x[0], x[1])):
             if isinstance(item, Layer):
-                own = (item.origin_xy[0] + item.velocity_xy[0] * t_s, item.origin_xy[1] + item.velocity_xy[1] * t_s)
-                m = self._view_matrix(t_s, item.depth, own, baseline_xy)
-                flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
-                rad = cv2.warpAffine(item.radiance, m, (w, h), flags=flags, borderMode=cv2.BORDER_REFLECT
-                                     if item.alpha is None else cv2.BORDER_CONSTANT)
-                if item.alpha is None:
-                    frame = rad
-                    continue
-                a = cv2.warpAffine(item.alpha, m, (w, h), flags=flags, borderMode=cv2.BORDER_CONSTANT)[..., None]
-                frame = frame * (1.0 - a) + rad * a
+                frame = self._draw_layer(frame, item, t_s, baseline_xy)
             else:
                 frame = self._draw_light(frame, item, t_s, baseline_xy, light_window_s)  # type: ignore[arg-type]
+        return frame
+
+    def _draw_layer(self, frame: np.ndarray, layer: Layer, t_s: float,
+                    baseline_xy: tuple[float, float]) -> np.ndarray:
+        w, h = self.size_wh
+        own = (layer.origin_xy[0] + layer.velocity_xy[0] * t_s, layer.origin_xy[1] + layer.velocity_xy[1] * t_s)
+        m = self._view_matrix(t_s, layer.depth, own, baseline_xy)
+        flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+        if layer.alpha is None:
+            return cv2.warpAffine(layer.radiance, m, (w, h), flags=flags, borderMode=cv2.BORDER_REFLECT)
+        # Only the image rectangle the layer covers is warped and blended.
+        lh, lw = layer.alpha.shape
+        corners = np.array([[0, 0], [lw, 0], [0, lh], [lw, lh]], np.float64)
+        img = np.linalg.solve(m[:, :2], (corners - m[:, 2]).T).T
+        x0, y0 = np.maximum(np.floor(img.min(axis=0)) - 1, 0).astype(int)
+        x1, y1 = np.minimum(np.ceil(img.max(axis=0)) + 2, (w, h)).astype(int)
+        if x0 >= x1 or y0 >= y1:
+            return frame
+        roi = m.copy()
+        roi[:, 2] += m[:, :2] @ np.array([x0, y0], np.float64)
+        size = (int(x1 - x0), int(y1 - y0))
+        rad = cv2.warpAffine(layer.radiance, roi, size, flags=flags, borderMode=cv2.BORDER_CONSTANT)
+        alpha = cv2.warpAffine(layer.alpha, roi, size, flags=flags, borderMode=cv2.BORDER_CONSTANT)
+        region = frame[y0:y1, x0:x1]
+        frame[y0:y1, x0:x1] = cv2.blendLinear(rad, region, alpha, 1.0 - alpha)
         return frame
 
     def _draw_light(self, frame: np.ndarray, light: Light, t_s: float,
@@ -194,10 +214,9 @@ class LayeredScene:
             return frame
         yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
         cover = np.clip(radius + 0.5 - np.hypot(xx - centre[0], yy - centre[1]), 0.0, 1.0)[..., None]
-        out = frame.copy()
-        patch = out[y0:y1, x0:x1]
-        out[y0:y1, x0:x1] = patch * (1 - cover) + cover * np.float32(level) * np.asarray(light.radiance, np.float32)
-        return out
+        patch = frame[y0:y1, x0:x1]
+        frame[y0:y1, x0:x1] = patch * (1 - cover) + cover * np.float32(level) * np.asarray(light.radiance, np.float32)
+        return frame
 
     def max_speed_px_s(self) -> float:
         """Upper bound of any image point's speed, for choosing motion-blur samples."""
@@ -207,12 +226,30 @@ class LayeredScene:
         near = min((layer.depth for layer in self.layers), default=1.0)
         return speed / min(near, 1.0) + own
 
+    def displacement_px(self, t_mid_s: float, duration_s: float) -> float:
+        """Largest distance any layer's image corner moves during [t_mid - d/2, t_mid + d/2],
+        evaluated at 4 instants (so a shake's curvature counts)."""
+        if duration_s <= 0:
+            return 0.0
+        w, h = self.size_wh
+        corners = np.array([[0, 0, 1], [w, 0, 1], [0, h, 1], [w, h, 1]], np.float64).T
+        times = t_mid_s + duration_s * np.array([-0.5, -1 / 6, 1 / 6, 0.5])
+        worst = 0.0
+        for layer in self.layers:
+            pts = []
+            for t in times:
+                own = (layer.origin_xy[0] + layer.velocity_xy[0] * t, layer.origin_xy[1] + layer.velocity_xy[1] * t)
+                pts.append(self._view_matrix(float(t), layer.depth, own, (0.0, 0.0)) @ corners)
+            steps = np.linalg.norm(np.diff(np.stack(pts), axis=0), axis=1).sum(axis=0)
+            worst = max(worst, float(steps.max()))
+        return worst
+
     def render_exposure(self, t_mid_s: float, duration_s: float,
                         baseline_xy: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
         """Radiance averaged over [t_mid - d/2, t_mid + d/2]: motion blur with samples at most
         1 px apart (up to 16); each sample's lights integrate their switching and flicker
         over the sample's share of the exposure."""
-        n = int(min(16, max(1, math.ceil(self.max_speed_px_s() * duration_s))))
+        n = int(min(16, max(1, math.ceil(self.displacement_px(t_mid_s, duration_s)))))
         if n == 1:
             return self.render(t_mid_s, baseline_xy, duration_s)
         times = t_mid_s + duration_s * ((np.arange(n) + 0.5) / n - 0.5)
