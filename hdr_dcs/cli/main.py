@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from ..core.errors import HdrDcsError
-from . import demo
+from . import demo, generate, scenes
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,6 +19,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     demo.add_parser(sub)
+    generate.add_parser(sub)
+    scenes.add_parser(sub)
     return parser
 
 

@@ -33,9 +33,11 @@ class ProceduralConfig:
         shake_px: (low, high) shake amplitude.
         switching_light: one light switches on half-way (a tunnel exit, a lamp turned on).
         flicker_hz: mains flicker frequency of one light (0 = none).
+        radiance_scale: SPEC.md radiance per relative unit; sets the exposure a rig needs
+            (the default lands a 30 Hz reference camera at a few milliseconds).
     """
 
-    sky: tuple[float, float] = (40.0, 400.0)
+    sky: tuple[float, float] = (2.0, 30.0)
     surfaces: tuple[float, float] = (0.5, 20.0)
     shadow: tuple[float, float] = (1e-3, 2e-2)
     lights: tuple[float, float] = (300.0, 1500.0)
@@ -47,11 +49,17 @@ class ProceduralConfig:
     shake_px: tuple[float, float] = (0.0, 1.5)
     switching_light: bool = True
     flicker_hz: float = 100.0
+    radiance_scale: float = 30.0
 
 
-def fractal_noise(rng: np.random.Generator, height: int, width: int, octaves: int = 5,
-                  base_cells: int = 4, persistence: float = 0.55) -> np.ndarray:
-    """(height, width) float32 noise with zero mean and unit standard deviation."""
+def fractal_noise(rng: np.random.Generator, height: int, width: int, octaves: int | None = None,
+                  base_cells: int = 4, persistence: float = 0.6) -> np.ndarray:
+    """(height, width) float32 noise with zero mean and unit standard deviation.
+
+    ``octaves`` None: as many as it takes to reach features about 3 pixels wide.
+    """
+    if octaves is None:
+        octaves = max(1, int(math.log2(max(width, height) / (3 * base_cells))) + 1)
     acc = np.zeros((height, width), np.float32)
     amp = 1.0
     for o in range(octaves):
@@ -169,4 +177,9 @@ def procedural_scene(seed: int, size_wh: tuple[int, int] = (640, 480), duration_
                             radius_px=float(rng.uniform(3.0, 10.0)),
                             radiance=tuple((level * _tint(rng, 0.15)).tolist()), depth=2.0,
                             on_intervals_s=on, flicker_hz=flicker, flicker_depth=0.6 if flicker else 0.0))
+    k = np.float32(cfg.radiance_scale)
+    layers = [Layer(layer.radiance * k, layer.alpha, layer.depth, layer.origin_xy, layer.velocity_xy, layer.name)
+              for layer in layers]
+    lights = [Light(light.center_xy, light.radius_px, tuple(v * cfg.radiance_scale for v in light.radiance),
+                    light.depth, light.on_intervals_s, light.flicker_hz, light.flicker_depth) for light in lights]
     return LayeredScene(size_wh, tuple(layers), tuple(lights), camera, name or f"procedural-{seed}")

@@ -17,7 +17,7 @@ nearer or farther than that keep a residual parallax, as on a real rig.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -108,13 +108,24 @@ class RigSequence:
 
 
 def auto_exposure(radiance: np.ndarray, camera: CameraModel, target: float, max_s: float,
-                  gain_db: float = 0.0) -> float:
-    """Exposure time (s) that puts the median luminance of ``radiance`` at pixel value ``target``."""
-    median = float(np.median(luminance(radiance[::4, ::4])))
+                  gain_db: float = 0.0, ev_low: float = -2.0, max_underexposure_ev: float = 1.5) -> float:
+    """Exposure time (s) of the reference camera, as an HDR rig would set it.
+
+    Puts the median luminance at pixel value ``target``, unless then more than 1 % of the
+    pixels would clip even in the low anchor (``ev_low`` stops down): then it exposes
+    for the 99th percentile at the low anchor's full scale, but never more than
+    ``max_underexposure_ev`` below the median target.
+    """
+    lum = luminance(radiance[::4, ::4])
+    median, p99 = (float(v) for v in np.percentile(lum, [50, 99]))
     if median <= 0:
         return max_s
+    g = 10 ** (gain_db / 20)
     signal = float(camera.response.inverse(np.array([target], dtype=np.float32))[0])
-    return float(min(signal / (median * 10 ** (gain_db / 20)), max_s))
+    t_median = signal / (median * g)
+    t_highlights = 1.0 / (max(p99, 1e-12) * g * 2.0 ** ev_low)
+    t = float(np.clip(t_highlights, t_median * 2.0 ** -max_underexposure_ev, t_median))
+    return float(min(t, max_s))
 
 
 def calibrations(size_wh: tuple[int, int], cfg: RigConfig) -> tuple[CameraCalibration, CameraCalibration]:
@@ -126,59 +137,94 @@ def calibrations(size_wh: tuple[int, int], cfg: RigConfig) -> tuple[CameraCalibr
     return ref, anchor
 
 
-def simulate(render: Renderer, n_reference: int, cfg: RigConfig) -> RigSequence:
-    """Capture ``n_reference`` reference frame slots and the anchor frames that cover them."""
+@dataclass(frozen=True)
+class RigEvent:
+    """One delivered frame of a simulated recording, in capture order.
+
+    Attributes:
+        camera: "reference" or "anchor".
+        frame: the frame (anchor frames raw, in the anchor camera's grid).
+        ground_truth: (H, W, 3) radiance at the frame's true capture time in the reference
+            grid, for reference frames; None for anchor frames.
+    """
+
+    camera: str
+    frame: Frame
+    ground_truth: np.ndarray | None = None
+
+
+def _first_exposure(render: Renderer, cfg: RigConfig) -> tuple[float, tuple[int, int]]:
+    first = render(0.0, 0.0, (0.0, 0.0))
+    t_ref = cfg.reference_exposure_s or auto_exposure(first, cfg.reference_camera, cfg.auto_exposure_target,
+                                                      0.9 / cfg.reference_rate_hz, cfg.gain_db, cfg.ev_low)
+    return t_ref, (first.shape[1], first.shape[0])
+
+
+def simulate_stream(render: Renderer, n_reference: int, cfg: RigConfig,
+                    dropped: dict[str, int] | None = None) -> Iterator[RigEvent]:
+    """Capture ``n_reference`` reference frame slots and the anchor frames that cover them,
+    yielding delivered frames in capture order (memory stays at one frame).
+
+    ``dropped``, when given, is updated with the number of frames lost per camera.
+    """
     if n_reference < 1:
         raise ValueError("n_reference must be at least 1")
     rng = np.random.default_rng(cfg.seed)
     ref_period = 1.0 / cfg.reference_rate_hz
     anchor_period = 1.0 / cfg.effective_anchor_rate_hz
-    first = render(0.0, 0.0, (0.0, 0.0))
-    size_wh = (first.shape[1], first.shape[0])
-    max_ref_s = 0.9 * ref_period
-    t_ref = cfg.reference_exposure_s or auto_exposure(first, cfg.reference_camera, cfg.auto_exposure_target,
-                                                      max_ref_s, cfg.gain_db)
+    max_ref_s, max_anchor_s = 0.9 * ref_period, 0.9 * anchor_period
+    t_ref, _ = _first_exposure(render, cfg)
+    dropped = dropped if dropped is not None else {}
+    dropped.setdefault("reference", 0)
+    dropped.setdefault("anchor", 0)
+    end_s = n_reference * ref_period + anchor_period
 
     def jitter() -> float:
         return float(rng.normal(0.0, cfg.jitter_s)) if cfg.jitter_s > 0 else 0.0
 
-    reference, truth, ref_exposures = [], [], []
-    dropped = {"reference": 0, "anchor": 0}
-    for i in range(n_reference):
-        t = i * ref_period
-        exp = Exposure(t_ref, cfg.gain_db)
-        ref_exposures.append((t, t_ref))
-        radiance = render(t, exp.exposure_time_s, (0.0, 0.0))
-        codes = cfg.reference_camera.capture(radiance, exp, rng)
-        if cfg.auto_exposure_ev_s > 0:
-            target = auto_exposure(radiance, cfg.reference_camera, cfg.auto_exposure_target, max_ref_s, cfg.gain_db)
-            step = cfg.auto_exposure_ev_s * ref_period
-            t_ref = t_ref * 2.0 ** float(np.clip(math.log2(target / t_ref), -step, step))
-        if rng.random() < cfg.drop_reference:
-            dropped["reference"] += 1
-            continue
-        stamp = int(round((t + jitter()) * 1e9))
-        reference.append(Frame(to_unit(codes), stamp, Role.REFERENCE, exp, i, "reference_optical_frame"))
-        truth.append(render(t, 0.0, (0.0, 0.0)))
-
-    anchors = []
-    end_s = n_reference * ref_period + anchor_period
-    max_anchor_s = 0.9 * anchor_period
-    k = 0
-    while cfg.anchor_phase_s + k * anchor_period < end_s:
-        t = cfg.anchor_phase_s + k * anchor_period
-        role, ev = (Role.LOW, cfg.ev_low) if k % 2 == 0 else (Role.HIGH, cfg.ev_high)
-        # The anchor camera follows the reference's exposure at the time it is captured.
-        current = ref_exposures[min(int(max(t, 0.0) / ref_period), len(ref_exposures) - 1)][1]
-        exp = Exposure(min(current * 2.0 ** ev, max_anchor_s), cfg.gain_db)
-        radiance = render(t, exp.exposure_time_s, cfg.baseline_px)
-        codes = cfg.anchor_camera.capture(radiance, exp, rng)
-        if rng.random() < cfg.drop_anchor:
-            dropped["anchor"] += 1
+    i = k = 0
+    while i < n_reference or cfg.anchor_phase_s + k * anchor_period < end_s:
+        t_i, t_k = i * ref_period, cfg.anchor_phase_s + k * anchor_period
+        if i < n_reference and (t_i <= t_k or t_k >= end_s):
+            exp = Exposure(t_ref, cfg.gain_db)
+            radiance = render(t_i, exp.exposure_time_s, (0.0, 0.0))
+            codes = cfg.reference_camera.capture(radiance, exp, rng)
+            if cfg.auto_exposure_ev_s > 0:
+                target = auto_exposure(radiance, cfg.reference_camera, cfg.auto_exposure_target, max_ref_s,
+                                       cfg.gain_db, cfg.ev_low)
+                step = cfg.auto_exposure_ev_s * ref_period
+                t_ref = t_ref * 2.0 ** float(np.clip(math.log2(target / t_ref), -step, step))
+            if rng.random() < cfg.drop_reference:
+                dropped["reference"] += 1
+            else:
+                stamp = int(round((t_i + jitter()) * 1e9))
+                frame = Frame(to_unit(codes), stamp, Role.REFERENCE, exp, i, "reference_optical_frame")
+                yield RigEvent("reference", frame, render(t_i, 0.0, (0.0, 0.0)))
+            i += 1
         else:
-            stamp = int(round((t + cfg.clock_offset_s + jitter()) * 1e9))
-            anchors.append(Frame(to_unit(codes), stamp, role, exp, k, "anchor_optical_frame"))
-        k += 1
+            role, ev = (Role.LOW, cfg.ev_low) if k % 2 == 0 else (Role.HIGH, cfg.ev_high)
+            # The anchor camera brackets the reference's current exposure.
+            exp = Exposure(min(t_ref * 2.0 ** ev, max_anchor_s), cfg.gain_db)
+            codes = cfg.anchor_camera.capture(render(t_k, exp.exposure_time_s, cfg.baseline_px), exp, rng)
+            if rng.random() < cfg.drop_anchor:
+                dropped["anchor"] += 1
+            else:
+                stamp = int(round((t_k + cfg.clock_offset_s + jitter()) * 1e9))
+                yield RigEvent("anchor", Frame(to_unit(codes), stamp, role, exp, k, "anchor_optical_frame"))
+            k += 1
+
+
+def simulate(render: Renderer, n_reference: int, cfg: RigConfig) -> RigSequence:
+    """``simulate_stream`` collected into a RigSequence (all frames in memory)."""
+    dropped: dict[str, int] = {}
+    reference, anchors, truth = [], [], []
+    for event in simulate_stream(render, n_reference, cfg, dropped):
+        if event.camera == "reference":
+            reference.append(event.frame)
+            truth.append(event.ground_truth)
+        else:
+            anchors.append(event.frame)
+    _, size_wh = _first_exposure(render, cfg)
     ref_cal, anchor_cal = calibrations(size_wh, cfg)
     gt = np.stack(truth) if truth else np.zeros((0, size_wh[1], size_wh[0], 3), np.float32)
     return RigSequence(tuple(reference), tuple(anchors), gt, ref_cal, anchor_cal, dropped)

@@ -104,9 +104,9 @@ SCENES: dict[str, Callable[..., LayeredScene]] = {
     "golden_gate_pan": golden_gate_pan,
     "candle_switch": candle_switch,
     "street": _procedural(1),
-    "night": _procedural(2, sky=(0.5, 5.0), surfaces=(0.05, 2.0), n_lights=(3, 6)),
+    "night": _procedural(2, sky=(0.2, 2.0), surfaces=(0.05, 2.0), n_lights=(3, 6)),
     "fast": _procedural(3, object_speed_px_s=(150.0, 300.0), pan_px_s=(40.0, 80.0), shake_px=(1.0, 3.0)),
-    "tunnel": _procedural(4, sky=(300.0, 1500.0), shadow=(1e-3, 5e-3), n_lights=(1, 2)),
+    "tunnel": _procedural(4, sky=(100.0, 800.0), shadow=(1e-3, 5e-3), n_lights=(1, 2)),
 }
 
 #: held out of training: the evaluation set (issue of train/test leakage)
