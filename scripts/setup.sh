@@ -42,9 +42,12 @@ install_venv() {
   have=$(cat "$VENV/.hdr_dcs-pip-stamp" 2>/dev/null || true)
   if [ "$want" != "$have" ]; then
     log "installing pinned Python packages into $VENV"
+    # This machine's pip configuration names local indexes that may not hold every
+    # package; pip warns once per package about them. Keep the other messages.
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
-      -r "$ROOT/requirements.txt" -c "$ROOT/constraints.txt"
-    "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e "$ROOT"
+      -r "$ROOT/requirements.txt" -c "$ROOT/constraints.txt" 2> >(grep -v "^WARNING: Location" >&2)
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e "$ROOT" \
+      2> >(grep -v "^WARNING: Location" >&2)
     echo "$want" > "$VENV/.hdr_dcs-pip-stamp"
   fi
 }

@@ -42,3 +42,20 @@ class Backend(Protocol):
     def push(self, group: FrameGroup) -> list[HdrOutput]: ...
 
     def flush(self) -> list[HdrOutput]: ...
+
+
+#: Backend names accepted by ``make_backend`` (and the --backend options of the tools).
+BACKENDS = ("classical", "location", "eafnet")
+
+
+def make_backend(name: str, **options: object) -> Backend:
+    """Build a backend by name. Learned backends load their shipped weights by default."""
+    from ..core.errors import InputError
+
+    if name == "classical":
+        from .classical import ClassicalBackend
+
+        return ClassicalBackend(**options)  # type: ignore[arg-type]
+    if name in BACKENDS:
+        raise InputError(f"backend {name!r} is not available in this version of hdr_dcs (weights not shipped yet)")
+    raise InputError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
