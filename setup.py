@@ -26,6 +26,10 @@ setup(
     entry_points={
         "console_scripts": [
             "hdr-dcs = hdr_dcs.cli.main:main",
+            "camera_node = hdr_dcs.nodes.camera_node:main",
+            "calibration_node = hdr_dcs.nodes.calibration_node:main",
+            "reconstruction_node = hdr_dcs.nodes.reconstruction_node:main",
+            "bag_player = hdr_dcs.nodes.bag_player:main",
         ],
     },
 )
