@@ -53,7 +53,7 @@ class ProceduralConfig:
 
 
 def fractal_noise(rng: np.random.Generator, height: int, width: int, octaves: int | None = None,
-                  base_cells: int = 4, persistence: float = 0.6) -> np.ndarray:
+                  base_cells: int = 4, persistence: float = 0.72) -> np.ndarray:
     """(height, width) float32 noise with zero mean and unit standard deviation.
 
     ``octaves`` None: as many as it takes to reach features about 3 pixels wide.
@@ -82,7 +82,10 @@ def _tint(rng: np.random.Generator, strength: float = 0.25) -> np.ndarray:
 
 def _textured(rng: np.random.Generator, h: int, w: int, median: float, contrast: float) -> np.ndarray:
     """(h, w, 3) radiance with log-normal texture around ``median``."""
-    lum = median * np.exp(contrast * fractal_noise(rng, h, w))
+    # Large-scale variation plus fine texture at about 30 and 8 pixels, so that edges and
+    # detail exist at the scale the networks work at, whatever the layer's size.
+    lum = median * np.exp(contrast * fractal_noise(rng, h, w)
+                          + 0.35 * fractal_noise(rng, h, w, octaves=3, base_cells=max(4, w // 32)))
     colour = 1.0 + 0.15 * np.stack([fractal_noise(rng, h, w, octaves=3) for _ in range(3)], axis=-1)
     return (lum[..., None] * np.clip(colour, 0.5, 1.5) * _tint(rng)).astype(np.float32)
 
