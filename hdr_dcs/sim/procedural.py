@@ -151,7 +151,12 @@ def procedural_scene(seed: int, size_wh: tuple[int, int] = (640, 480), duration_
     layers.append(Layer(far, _skyline_alpha(rng, lh, lw, margin + rng.uniform(0.25, 0.45) * h, 0.12 * h), depth=6.0,
                         origin_xy=origin, name="skyline"))
     mid = _textured(rng, lh, lw, _log_uniform(rng, *cfg.surfaces), 0.7)
-    shade = _shadow_mask(rng, lh, lw)[..., None]
+    shade = _shadow_mask(rng, lh, lw)
+    # One deep shadow is always in view at the start (under the skyline, lower half).
+    yy, xx = np.ogrid[0:lh, 0:lw]
+    cx, cy = margin + rng.uniform(0.2, 0.8) * w, margin + rng.uniform(0.75, 0.9) * h
+    blob = ((xx - cx) / (0.18 * w)) ** 2 + ((yy - cy) / (0.12 * h)) ** 2
+    shade = np.maximum(shade, np.clip(1.5 - blob, 0.0, 1.0))[..., None]
     deep = _log_uniform(rng, *cfg.shadow) / float(np.median(mid))
     mid = mid * (1.0 - shade + shade * np.float32(deep))
     layers.append(Layer(mid.astype(np.float32), _skyline_alpha(rng, lh, lw, margin + rng.uniform(0.5, 0.65) * h, 0.08 * h),
@@ -176,7 +181,10 @@ def procedural_scene(seed: int, size_wh: tuple[int, int] = (640, 480), duration_
             on = ((duration_s * rng.uniform(0.3, 0.6), math.inf),)
         elif j == 1 and cfg.flicker_hz > 0:
             flicker = cfg.flicker_hz
-        lights.append(Light(center_xy=(rng.uniform(0.1, 0.9) * w, rng.uniform(0.15, 0.6) * h),
+        # Spread along the camera's path so that lights stay in view over the sequence.
+        along = rng.uniform(0.0, duration_s)
+        lights.append(Light(center_xy=(rng.uniform(0.1, 0.9) * w + pan[0] * along,
+                                       rng.uniform(0.15, 0.6) * h + pan[1] * along),
                             radius_px=float(rng.uniform(3.0, 10.0)),
                             radiance=tuple((level * _tint(rng, 0.15)).tolist()), depth=2.0,
                             on_intervals_s=on, flicker_hz=flicker, flicker_depth=0.6 if flicker else 0.0))
