@@ -56,6 +56,10 @@ def make_backend(name: str, **options: object) -> Backend:
         from .classical import ClassicalBackend
 
         return ClassicalBackend(**options)  # type: ignore[arg-type]
+    if name == "location":
+        from .location import LocationBackend
+
+        return LocationBackend(**options)  # type: ignore[arg-type]
     if name in BACKENDS:
         raise InputError(f"backend {name!r} is not available in this version of hdr_dcs (weights not shipped yet)")
     raise InputError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")

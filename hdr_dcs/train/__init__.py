@@ -1,0 +1,1 @@
+"""Training: losses, checkpoints, the training loop and its configuration files."""
