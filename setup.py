@@ -19,6 +19,8 @@ setup(
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", glob("launch/*.py")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml")),
+        (f"share/{PACKAGE}/config/calibration", glob("config/calibration/*.yaml")),
+        (f"share/{PACKAGE}/config/train", glob("config/train/*.yaml")),
     ],
     # Dependencies are declared in package.xml (rosdep) and pinned in requirements.txt.
     install_requires=[],
