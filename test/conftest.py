@@ -22,3 +22,22 @@ def exr_dir() -> Path:
     if not (path / "ScanLines").is_dir():
         pytest.fail(f"OpenEXR sample images not found at {path}; set HDR_DCS_EXR_DIR")
     return path
+
+
+_used_domains: set[int] = set()
+
+
+@pytest.fixture
+def ros_domain(monkeypatch: pytest.MonkeyPatch) -> int:
+    """A ROS_DOMAIN_ID of the test's own (and of the processes it starts), localhost only."""
+    import random
+
+    rng = random.SystemRandom()
+    domain = rng.randint(1, 232)
+    while domain in _used_domains:
+        domain = rng.randint(1, 232)
+    _used_domains.add(domain)
+    monkeypatch.setenv("ROS_DOMAIN_ID", str(domain))
+    monkeypatch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    monkeypatch.delenv("ROS_LOCALHOST_ONLY", raising=False)
+    return domain
