@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         rows.append(row)
         print(f"{name}: {row['range_stops_p0.1_p99.9']} stops, {row['motion_px_s']} px/s", file=sys.stderr)
         if name == args.strip_scene:
-            write_sequence_strip(args.out / f"strip_{name}.png", seq)
+            write_sequence_strip(args.out / f"strip_{name}.jpg", seq)
     keys = list(rows[0])
     table = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
     table += ["| " + " | ".join(f"{r[k]:.3g}" if isinstance(r[k], float) else str(r[k]) for k in keys) + " |"
