@@ -29,9 +29,10 @@ from ..models.location_io import target
 from .checkpoint import load_into, read_checkpoint, save_checkpoint
 from .tasks import LossWeights, make_task, sample_to_device
 
-#: Procedural scene seeds used for validation during training: reserved (never trained
-#: on) and distinct from the named evaluation scenes (seeds 1..4).
-VALIDATION_SEEDS = (100, 200)
+#: Procedural scene seeds of the validation windows, and of the training windows: disjoint
+#: ranges, both above data.dataset.RESERVED_SEEDS (the evaluation scenes' seeds).
+VALIDATION_SEEDS = (1_000_000, 1_000_100)
+TRAINING_SEEDS = (1_100_000, 2**31 - 1)
 
 
 @dataclass(frozen=True)
@@ -129,7 +130,7 @@ class Trainer:
     def _stream(self) -> Any:
         d = self.config.data
         ds = SimulatedWindows(seed=d.seed, T=d.T, crop=d.crop, alt=self.config.loss.anchor_consistency > 0,
-                              windows_per_sequence=d.windows_per_sequence)
+                              windows_per_sequence=d.windows_per_sequence, scene_seeds=TRAINING_SEEDS)
         # Resume exactly: skip the samples already used (sample k of the stream is a pure
         # function of (seed, k), so this costs nothing but index arithmetic).
         start = self.step * d.batch_size
@@ -143,7 +144,7 @@ class Trainer:
         if self._val_cache is None:
             d = self.config.data
             ds = SimulatedWindows(seed=12345, T=d.T, crop=128, alt=False, windows_per_sequence=1,
-                                  scene_seeds=VALIDATION_SEEDS, allow_reserved=True, flips=False, rotations=False)
+                                  scene_seeds=VALIDATION_SEEDS, flips=False, rotations=False)
             self._val_cache = [ds.sample(k) for k in range(self.config.validation_windows)]
         return self._val_cache
 
