@@ -21,7 +21,7 @@ from ..core.grouper import GroupWindow, WindowAssembler
 from ..core.photometry import DEFAULT_RESPONSE, CameraResponse
 from ..core.types import FrameGroup
 from ..models.location import LoCAtion, LoCAtionConfig, LoCAtionState
-from ..models.location_io import decode_output, encode_window
+from ..models.location_io import classical_prior, decode_output, encode_window
 from ..train.checkpoint import config_from_dict, load_into, read_checkpoint
 from . import HdrOutput
 
@@ -95,12 +95,19 @@ class LocationBackend:
             return torch.from_numpy(np.ascontiguousarray(a)).to(dev)
 
         ref_scale = torch.tensor([[g.reference.exposure.scale for g in groups]], dtype=torch.float32, device=dev)
+        prior = None
+        if self.model.config.prior == "classical":
+            scales = np.array([g.reference.exposure.scale for g in groups])
+            ages = np.array([g.anchor_age_s for g in groups])
+            prior_np = classical_prior(ref, scales, low.pixels, low.exposure.scale, high.pixels, high.exposure.scale,
+                                       ages, self.response)
+            prior = t(prior_np).permute(0, 3, 1, 2).unsqueeze(0)
         inputs = encode_window(t(ref).permute(0, 3, 1, 2).unsqueeze(0), ref_scale,
                                t(low.pixels).permute(2, 0, 1).unsqueeze(0),
                                torch.tensor([low.exposure.scale], device=dev),
                                t(high.pixels).permute(2, 0, 1).unsqueeze(0),
                                torch.tensor([high.exposure.scale], device=dev),
-                               self.model.config.max_radiance, self.response)
+                               self.model.config.max_radiance, self.response, prior=prior)
         pad_h, pad_w = (-h) % 4, (-w) % 4
         with torch.inference_mode():
             args = [_pad(x, pad_h, pad_w) for x in (inputs.ref, inputs.base, inputs.low, inputs.high)]

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from ..core.errors import HdrDcsError
-from . import demo, generate, scenes
+from . import demo, evaluate, generate, reconstruct, scenes, train
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,6 +21,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_parser(sub)
     generate.add_parser(sub)
     scenes.add_parser(sub)
+    reconstruct.add_parser(sub)
+    evaluate.add_parser(sub)
+    train.add_parser(sub)
     return parser
 
 

@@ -32,7 +32,7 @@ from ..core.dwt import dwt2, idwt2
 from .blocks import ConvAct, conv3x3, res_stack
 from .rwkv import TemporalRWKVBlock, WkvState
 
-REF_CHANNELS = 6  # L and mu-law radiance of a backbone frame
+REF_CHANNELS = 9  # L, mu-law radiance and the prior estimate of a backbone frame
 ANCHOR_CHANNELS = 10  # L, mu-law radiance, GLA-aligned L, relative exposure plane
 
 
@@ -51,6 +51,15 @@ class LoCAtionConfig:
         window: T, backbone frames per anchor pair.
         max_radiance: M, the largest normalised radiance represented (64 = 6 stops above
             the reference's full scale).
+        prior: the estimate both stages refine (``base``): "classical" = the classical
+            merge of each backbone frame with the window's anchors (core.merge), or
+            "reference" = the backbone frame's own radiance. The paper's Stage 1 outputs an
+            HDR estimate made from backbone and anchors; starting that estimate from the
+            classical merge rather than from the backbone alone lets a model trained for a
+            few CPU-hours spend its capacity on what the classical merge gets wrong
+            (ghosts it let through, detail it rejected, noise, flicker) instead of
+            re-learning exposure arithmetic. The network still sees the raw backbone and
+            anchors and gates them itself (TPA, CFF).
     """
 
     channels: int = 24
@@ -62,6 +71,7 @@ class LoCAtionConfig:
     rwkv_blocks: int = 1
     window: int = 5
     max_radiance: float = 64.0
+    prior: str = "classical"
 
 
 CONFIGS: dict[str, LoCAtionConfig] = {
@@ -218,8 +228,9 @@ class LoCAtion(nn.Module):
         """One window.
 
         Args:
-            ref: (B, T, 6, H, W) backbone inputs; base: (B, T, 3, H, W) the backbone's own
-                estimate (mu-law domain); low, high: (B, 10, H, W) anchor inputs; H, W even.
+            ref: (B, T, 9, H, W) backbone inputs; base: (B, T, 3, H, W) the prior estimate
+                (mu-law domain, see ``LoCAtionConfig.prior``); low, high: (B, 10, H, W) anchor
+                inputs; H, W multiples of 4.
             state: carried from the previous window, or None at a cut.
         Returns:
             y (B, T, 3, H, W) mu-law domain, the new state, and with ``return_stage1`` the

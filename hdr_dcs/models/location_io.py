@@ -10,18 +10,23 @@ Everything photometric happens here, outside the network (normalisation, lineari
 - anchors also carry their GLA-aligned values (EAFNet eq. 2, see photometry.py for why
   the ratio is mean(L_ref) / mean(L)) and their relative exposure e = 0.1 log2(s / s_n)
   (EAFNet eq. 3) as a constant plane;
-- the output y is tau(E / M); radiance in SPEC.md units is M tau^-1(y) / s_n.
+- the output y is tau(E / M); radiance in SPEC.md units is M tau^-1(y) / s_n;
+- the prior (``LoCAtionConfig.prior``) enters the same way, tau(H s_n / M), as the base
+  the network refines and as three more backbone input channels.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
+from ..core.merge import MergeConfig, merge
 from ..core.photometry import DEFAULT_RESPONSE, CameraResponse, GammaResponse, TabulatedResponse
 from ..core.tonemap import inverse_mu_law, mu_law
+from ..core.types import AnchorPair, Exposure, Frame, FrameGroup, Role
 
 
 def inverse_response(values: Tensor, response: CameraResponse = DEFAULT_RESPONSE) -> Tensor:
@@ -38,12 +43,15 @@ def inverse_response(values: Tensor, response: CameraResponse = DEFAULT_RESPONSE
     raise TypeError(f"unsupported camera response {type(response).__name__}")
 
 
+_MERGE = MergeConfig()
+
+
 @dataclass
 class LoCAtionInputs:
     """Network inputs of one batch of windows (see the module docstring).
 
     Attributes:
-        ref: (B, T, 6, H, W); base: (B, T, 3, H, W); low, high: (B, 10, H, W);
+        ref: (B, T, 9, H, W); base: (B, T, 3, H, W); low, high: (B, 10, H, W);
         norm: (B,) s_n in seconds (t * g).
     """
 
@@ -63,16 +71,20 @@ def _scaled(values: Tensor, scale: Tensor, norm: Tensor, response: CameraRespons
 
 
 def encode_window(ref: Tensor, ref_scale: Tensor, low: Tensor, low_scale: Tensor, high: Tensor, high_scale: Tensor,
-                  max_radiance: float = 64.0, response: CameraResponse = DEFAULT_RESPONSE) -> LoCAtionInputs:
+                  max_radiance: float = 64.0, response: CameraResponse = DEFAULT_RESPONSE,
+                  prior: Tensor | None = None) -> LoCAtionInputs:
     """Pixel values and exposures -> network inputs.
 
     Args:
         ref: (B, T, 3, H, W) reference pixel values in [0, 1]; ref_scale: (B, T) t*g, s.
         low, high: (B, 3, H, W) registered anchor pixel values; low_scale, high_scale: (B,).
+        prior: (B, T, 3, H, W) prior radiance (SPEC.md units), e.g. ``classical_prior``;
+            None = the backbone's own radiance.
     """
     norm = ref_scale.mean(dim=1)
     ref_mu = _scaled(ref, ref_scale, norm, response, max_radiance)
-    ref_in = torch.cat([ref, ref_mu], dim=2)
+    base = ref_mu if prior is None else target(prior, norm, max_radiance)
+    ref_in = torch.cat([ref, ref_mu, base], dim=2)
     ref_mean = ref.mean(dim=(1, 2, 3, 4))
     anchors = []
     for values, scale in ((low, low_scale), (high, high_scale)):
@@ -80,7 +92,32 @@ def encode_window(ref: Tensor, ref_scale: Tensor, low: Tensor, low_scale: Tensor
         gla = (values * (ref_mean / values.mean(dim=(1, 2, 3)).clamp(min=1e-6)).view(-1, 1, 1, 1)).clamp(0, 1)
         e = (0.1 * torch.log2(scale / norm)).view(-1, 1, 1, 1).expand_as(values[:, :1])
         anchors.append(torch.cat([values, mu, gla, e], dim=1))
-    return LoCAtionInputs(ref_in, ref_mu, anchors[0], anchors[1], norm)
+    return LoCAtionInputs(ref_in, base, anchors[0], anchors[1], norm)
+
+
+def classical_prior(ref: np.ndarray, ref_scale: np.ndarray, low: np.ndarray, low_scale: float, high: np.ndarray,
+                    high_scale: float, ages_s: np.ndarray | None = None,
+                    response: CameraResponse = DEFAULT_RESPONSE) -> np.ndarray:
+    """The classical merge of every backbone frame with one anchor pair.
+
+    Args:
+        ref: (T, H, W, 3) float32 pixel values; ref_scale: (T,) t*g in seconds.
+        low, high: (H, W, 3) registered anchors; their scales in seconds.
+        ages_s: (T,) anchor pair age per frame (0 when None).
+    Returns:
+        (T, H, W, 3) float32 radiance (SPEC.md units).
+    """
+    lo = Frame(np.ascontiguousarray(low, dtype=np.float32), 0, Role.LOW, Exposure(float(low_scale)))
+    hi = Frame(np.ascontiguousarray(high, dtype=np.float32), 0, Role.HIGH, Exposure(float(high_scale)))
+    pair = AnchorPair(lo, hi)
+    out = []
+    for t in range(ref.shape[0]):
+        frame = Frame(np.ascontiguousarray(ref[t], dtype=np.float32), 0, Role.REFERENCE, Exposure(float(ref_scale[t])))
+        age = 0.0 if ages_s is None else float(ages_s[t])
+        # The prior must exist for every frame: stale pairs still count here (age weight
+        # only), the network decides how far to trust them.
+        out.append(merge(FrameGroup(frame, pair, min(age, _MERGE.max_anchor_age_s)), response, _MERGE).hdr)
+    return np.stack(out)
 
 
 def decode_output(y: Tensor, norm: Tensor, max_radiance: float = 64.0) -> Tensor:

@@ -197,7 +197,7 @@ def simulate_stream(render: Renderer, n_reference: int, cfg: RigConfig,
             if rng.random() < cfg.drop_reference:
                 dropped["reference"] += 1
             else:
-                stamp = int(round((t_i + jitter()) * 1e9))
+                stamp = max(0, int(round((t_i + jitter()) * 1e9)))
                 frame = Frame(to_unit(codes), stamp, Role.REFERENCE, exp, i, "reference_optical_frame")
                 yield RigEvent("reference", frame, render(t_i, 0.0, (0.0, 0.0)))
             i += 1
@@ -209,7 +209,7 @@ def simulate_stream(render: Renderer, n_reference: int, cfg: RigConfig,
             if rng.random() < cfg.drop_anchor:
                 dropped["anchor"] += 1
             else:
-                stamp = int(round((t_k + cfg.clock_offset_s + jitter()) * 1e9))
+                stamp = max(0, int(round((t_k + cfg.clock_offset_s + jitter()) * 1e9)))
                 yield RigEvent("anchor", Frame(to_unit(codes), stamp, role, exp, k, "anchor_optical_frame"))
             k += 1
 

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from ..models.location import CONFIGS as LOCATION_CONFIGS
 from ..models.location import LoCAtion, LoCAtionConfig
-from ..models.location_io import encode_window, target
+from ..models.location_io import classical_prior, encode_window, target
 from . import losses
 
 
@@ -59,8 +59,9 @@ class LocationTask:
 
     def _inputs(self, batch: dict[str, Tensor], prefix: str = "") -> Any:
         m = self.config.max_radiance
+        prior = batch_prior(batch, prefix) if self.config.prior == "classical" else None
         return encode_window(batch["reference"], batch["ref_scale"], batch[f"{prefix}low"], batch[f"{prefix}low_scale"],
-                             batch[f"{prefix}high"], batch[f"{prefix}high_scale"], m)
+                             batch[f"{prefix}high"], batch[f"{prefix}high_scale"], m, prior=prior)
 
     def losses(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         w = self.weights
@@ -82,6 +83,20 @@ class LocationTask:
                  + w.sobel * terms.get("sobel", y.new_zeros(())))
         terms["total"] = total
         return terms
+
+
+def batch_prior(batch: dict[str, Tensor], prefix: str = "") -> Tensor:
+    """The classical prior (B, T, 3, H, W) of a batch of windows (see location_io)."""
+    out = []
+    for i in range(batch["reference"].shape[0]):
+        pair_ns = (batch[f"{prefix}low_stamp_ns"][i] + batch[f"{prefix}high_stamp_ns"][i]).double() / 2
+        ages = ((batch["stamps_ns"][i].double() - pair_ns).abs() * 1e-9).numpy()
+        prior = classical_prior(batch["reference"][i].permute(0, 2, 3, 1).numpy(), batch["ref_scale"][i].numpy(),
+                                batch[f"{prefix}low"][i].permute(1, 2, 0).numpy(), float(batch[f"{prefix}low_scale"][i]),
+                                batch[f"{prefix}high"][i].permute(1, 2, 0).numpy(),
+                                float(batch[f"{prefix}high_scale"][i]), ages)
+        out.append(torch.from_numpy(prior).permute(0, 3, 1, 2))
+    return torch.stack(out)
 
 
 def make_task(model: str, variant: str, overrides: dict | None = None, weights: LossWeights | None = None) -> Any:

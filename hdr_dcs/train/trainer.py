@@ -197,7 +197,7 @@ class Trainer:
                 grad = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
                 self.optimizer.step()
                 self.step += 1
-                last = {k: float(v) for k, v in terms.items()}
+                last = {k: float(v.detach()) for k, v in terms.items()}
                 rate = (self.step - start_step) / (time.perf_counter() - start)
                 log.write(json.dumps({"step": self.step, "lr": lr, "grad_norm": float(grad), **last}) + "\n")
                 if self.step % 10 == 0 or self.step == 1:

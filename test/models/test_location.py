@@ -13,7 +13,7 @@ from hdr_dcs.core.errors import InputError
 from hdr_dcs.core.grouping import group_offline, pair_anchors
 from hdr_dcs.models.blocks import count_parameters
 from hdr_dcs.models.location import CONFIGS, LoCAtion
-from hdr_dcs.models.location_io import decode_output, encode_window, target
+from hdr_dcs.models.location_io import classical_prior, decode_output, encode_window, target
 from hdr_dcs.sim.rig import RigConfig, simulate
 from hdr_dcs.sim.scenes import make_scene
 from hdr_dcs.train.checkpoint import read_checkpoint, save_checkpoint
@@ -83,10 +83,14 @@ def test_streaming_equals_offline() -> None:
             window.append(groups[i + len(window)])
         ref = torch.from_numpy(np.stack([g.reference.pixels for g in window])).permute(0, 3, 1, 2)[None]
         low, high = window[0].anchors.low, window[0].anchors.high
-        inp = encode_window(ref, torch.tensor([[g.reference.exposure.scale for g in window]]),
+        scales = np.array([g.reference.exposure.scale for g in window])
+        prior = classical_prior(np.stack([g.reference.pixels for g in window]), scales, low.pixels,
+                                low.exposure.scale, high.pixels, high.exposure.scale,
+                                np.array([g.anchor_age_s for g in window]))
+        inp = encode_window(ref, torch.tensor([scales], dtype=torch.float32),
                             torch.from_numpy(low.pixels).permute(2, 0, 1)[None], torch.tensor([low.exposure.scale]),
                             torch.from_numpy(high.pixels).permute(2, 0, 1)[None],
-                            torch.tensor([high.exposure.scale]))
+                            torch.tensor([high.exposure.scale]), prior=torch.from_numpy(prior).permute(0, 3, 1, 2)[None])
         with torch.no_grad():
             y, state = model(inp.ref, inp.base, inp.low, inp.high, state)
         offline += list(decode_output(y, inp.norm)[0].permute(0, 2, 3, 1).numpy())
