@@ -99,3 +99,18 @@ def test_bad_arguments_are_one_line(tmp_path: Path) -> None:
     run = subprocess.run([exe, "generate", str(tmp_path / "exists"), "--seconds", "0.1", "--size", "32x32"],
                          capture_output=True, text=True)
     assert run.returncode == 1 and (tmp_path / "exists" / "keep.txt").exists()
+
+
+def test_folder_format_reads_back_as_training_windows(tmp_path: Path) -> None:
+    from hdr_dcs.data.dataset import FolderWindows
+    from hdr_dcs.data.folder import read_sequence
+
+    out = tmp_path / "seq"
+    summary = generate(out, "--format", "folder", "--seconds", "1", "--scene", "night")
+    seq = read_sequence(out)
+    assert summary["frames"] == {"reference": len(seq.reference), "anchor": len(seq.anchors)} and len(seq.reference) == 30
+    assert seq.ground_truth.shape == (30, 72, 96, 3)
+    windows = FolderWindows(tmp_path, T=5, crop=32)
+    assert len(windows) >= 4
+    sample = windows[0]
+    assert sample["reference"].shape == (5, 3, 32, 32) and sample["gt"].shape == (5, 3, 32, 32)

@@ -1,9 +1,12 @@
-"""``hdr-dcs generate``: simulate the dual-camera rig filming a scene into a rosbag2 bag.
+"""``hdr-dcs generate``: simulate the dual-camera rig filming a scene into a rosbag2 bag
+or a sequence folder.
 
-The bag carries SPEC.md's topics: both cameras' image_raw, exposure and camera_info
+A bag carries SPEC.md's topics: both cameras' image_raw, exposure and camera_info
 (CameraInfo at the start and once per second), and /dcs/ground_truth/hdr per reference
 frame, so every downstream tool reads it exactly like a recording from a real rig.
-An interrupted run removes its partial bag.
+A sequence folder (``--format folder``, see hdr_dcs.data.folder) holds the same frames as
+PNG files, the ground truth as EXR and the metadata as JSON, for training.
+An interrupted run leaves nothing behind (partial bags and folders are removed).
 """
 
 from __future__ import annotations
@@ -68,8 +71,9 @@ def rig_config(args: argparse.Namespace) -> RigConfig:
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("generate", help="simulate the rig into a rosbag2 bag with ground truth",
                        description=__doc__)
-    p.add_argument("out", type=Path, help="bag folder to create")
-    p.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap")
+    p.add_argument("out", type=Path, help="bag (or sequence folder) to create")
+    p.add_argument("--format", choices=("bag", "folder"), default="bag")
+    p.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap", help="bag storage")
     p.add_argument("--overwrite", action="store_true", help="replace an existing bag")
     add_rig_arguments(p)
     p.set_defaults(run=run)
@@ -79,6 +83,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = rig_config(args)
     n_ref = max(1, int(round(args.seconds * args.rate)))
     scene = make_scene(args.scene, args.exr_dir, args.size, args.seconds)
+    if args.format == "folder":
+        return _run_folder(args, cfg, scene, n_ref)
     encoding = "rgb8" if args.bits == 8 else "rgb16"
     ref_cal, anchor_cal = calibrations(args.size, cfg)
     dropped: dict[str, int] = {}
@@ -107,5 +113,29 @@ def run(args: argparse.Namespace) -> int:
     summary = {"bag": str(args.out), "scene": args.scene, "seconds": args.seconds, "size_wh": list(args.size),
                "frames": counts, "dropped": dropped, "generation_s": round(elapsed, 2),
                "dynamic_range_stops": round(float(np.log2(lum_hi / max(lum_lo, 1e-12))), 2)}
+    print(json.dumps(summary), file=sys.stdout)
+    return 0
+
+
+def _run_folder(args: argparse.Namespace, cfg: RigConfig, scene: object, n_ref: int) -> int:
+    from ..data.folder import write_sequence
+    from ..sim.rig import simulate
+
+    start = time.perf_counter()
+    print(f"simulating {n_ref} reference frames of {args.scene!r} ...", file=sys.stderr)
+    seq = simulate(scene.render_exposure, n_ref, cfg)
+    with Progress(1, f"write {args.out}", unit="files") as progress:
+        def report(done: int, total: int) -> None:
+            progress.total = max(total, 1)
+            progress.update(done - progress.done)
+
+        write_sequence(args.out, seq, args.scene, args.seed, cfg, overwrite=args.overwrite, progress=report)
+    lum = luminance(seq.ground_truth[:, ::4, ::4])
+    positive = lum[lum > 0]
+    summary = {"folder": str(args.out), "scene": args.scene, "seconds": args.seconds, "size_wh": list(args.size),
+               "frames": {"reference": len(seq.reference), "anchor": len(seq.anchors)}, "dropped": seq.dropped,
+               "generation_s": round(time.perf_counter() - start, 2),
+               "dynamic_range_stops": round(float(np.log2(np.percentile(positive, 99.9)
+                                                          / np.percentile(positive, 0.1))), 2)}
     print(json.dumps(summary), file=sys.stdout)
     return 0
