@@ -2,7 +2,7 @@
 
 Progress on stderr; ``DIR`` receives ``last.pt`` (resumable checkpoint), ``log.jsonl``,
 ``validation.jsonl`` and ``curves.png``. Ctrl-C stops after the current step and saves.
-``--export FILE`` writes the weights only (the shipped form) from the last checkpoint.
+``hdr-dcs export DIR/last.pt --name <model>_<variant>`` turns it into shipped weights.
 """
 
 from __future__ import annotations
