@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from ..core.errors import HdrDcsError
-from . import bench, demo, evaluate, generate, reconstruct, scenes, train
+from . import bench, demo, evaluate, export, generate, reconstruct, rig, scenes, train
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,7 +24,9 @@ def build_parser() -> argparse.ArgumentParser:
     reconstruct.add_parser(sub)
     evaluate.add_parser(sub)
     train.add_parser(sub)
+    rig.add_parser(sub)
     bench.add_parser(sub)
+    export.add_parser(sub)
     return parser
 
 

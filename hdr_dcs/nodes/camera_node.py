@@ -81,7 +81,7 @@ from hdr_dcs.sim.scenes import SCENES
 
 from .calibration_node import make_camera_info, resolve_calibration_path
 from .diagnostics import NodeDiagnostics
-from .qos import image_qos, latched_qos
+from .qos import image_qos, latched_qos, prefer_async_publishing
 
 __all__ = ["BACKENDS", "CameraNode", "CameraSettings", "SimSettings", "main", "make_backend",
            "validate_parameters"]
@@ -505,6 +505,7 @@ class CameraNode(Node):
 
 def main(args: list[str] | None = None) -> int:
     """Console script ``camera_node``: run a CameraNode until shut down."""
+    prefer_async_publishing()
     rclpy.init(args=args)
     try:
         node = CameraNode()

@@ -17,6 +17,8 @@ the subscription requests. Hence:
 
 from __future__ import annotations
 
+import os
+
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 __all__ = ["diagnostics_qos", "image_qos", "latched_qos"]
@@ -56,3 +58,17 @@ def diagnostics_qos() -> QoSProfile:
         reliability=ReliabilityPolicy.RELIABLE,
         durability=DurabilityPolicy.VOLATILE,
     )
+
+
+def prefer_async_publishing() -> None:
+    """Fast DDS: publish from its own thread (``RMW_FASTRTPS_PUBLICATION_MODE=ASYNCHRONOUS``)
+    unless the environment says otherwise. Call before ``rclpy.init``.
+
+    Measured here with 640x480 frames at 30 Hz: in the default synchronous mode, publishing
+    ~1 MB images and small ExposureInfos from one process delays some of the small messages
+    by up to ~1 s (they wait for a DDS repair), which the grouper must then drop as late or
+    missing; in asynchronous mode every message arrives in time (also with
+    ``FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA`` in every process). It also keeps the
+    reconstruction's worker thread from blocking on sending 3.7 MB HDR frames.
+    """
+    os.environ.setdefault("RMW_FASTRTPS_PUBLICATION_MODE", "ASYNCHRONOUS")
