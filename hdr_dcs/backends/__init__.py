@@ -60,6 +60,8 @@ def make_backend(name: str, **options: object) -> Backend:
         from .location import LocationBackend
 
         return LocationBackend(**options)  # type: ignore[arg-type]
-    if name in BACKENDS:
-        raise InputError(f"backend {name!r} is not available in this version of hdr_dcs (weights not shipped yet)")
+    if name == "eafnet":
+        from .eafnet import EAFNetBackend
+
+        return EAFNetBackend(**options)  # type: ignore[arg-type]
     raise InputError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")

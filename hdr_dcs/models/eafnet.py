@@ -13,7 +13,7 @@ Three subnetworks, each a few lines of ``EAFNet.forward``:
    from the reference and keys and values from an anchor, A = softmax((Q + K) K^T /
    sqrt(C)) (eqs. 6-7); coarse-to-fine guidance from the coarser scale's attention
    (eq. 8) and fusion across scales (eq. 9); a spatial attention gate (eq. 10). One set of
-   weights serves both anchors.
+   weights serves both anchors, which run as one batch and share the reference's queries.
 3. Restoration (IV-D). Three scales (x1, x2, x4); on the finer two, a Haar DWT, learnable
    band-pass filters on every sub-band and the inverse DWT; on the coarsest, a 1x1 conv
    across the sub-bands; eq. 11 combines them.
@@ -43,8 +43,9 @@ Decisions where the paper is silent or contradicts itself:
   <gate_l * f~_l, gate_h * f~_h, f_m> (3C channels).
 - LBF ([39], [55]): within one Haar sub-band, a depthwise 3x3 filter (a learnable
   frequency response inside that band, per channel) added as a residual and scaled by a
-  content gate per channel (GAP -> FC -> ReLU -> FC -> sigmoid): b + gate(b) * dw(b). Each
-  of the four sub-bands has its own stack.
+  content gate per channel: b + gate(b) * dw(b), gate = sigmoid(FC(ReLU(FC(mean |b|)))).
+  The gate reads each channel's mean magnitude in the band (its energy there), not its
+  mean, which is ~0 in a detail band. Each of the four sub-bands has its own stack.
 - Eq. (11)'s output: instead of sigmoid(Conv(...)) the head predicts a correction to the
   reference's own estimate, y = tau(E_m / M) + Conv(...), zero-initialised so that an
   untrained model returns the reference's estimate (as LoCAtion does). The sigmoid's
@@ -58,9 +59,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from itertools import pairwise
 
 import torch
-import torch.nn.functional as F  # noqa: N812
 from torch import Tensor, nn
 
 from ..core.dwt import dwt2, dwt2_packed, idwt2, idwt2_packed
@@ -82,18 +83,21 @@ class EAFNetConfig:
         exposure_ratio: width of the feature code v^nr (C) : width of the exposure code
             v^t (Table VII's best, 2:1).
         guide_channels: channels of the upsampled attention map in eq. 8.
-        restore_blocks: residual blocks per restoration scale.
+        restore_blocks: residual blocks of the x1 restoration scale.
+        coarse_blocks: residual blocks of each of the x2 and x4 scales (cheap: 1/4 and
+            1/16 of the pixels).
         lbf_blocks: LBF modules per sub-band on the finer restoration scales.
         max_radiance: M, the largest normalised radiance represented.
     """
 
-    channels: int = 24
+    channels: int = 20
     scales: int = 2
     window: int = 8
     encoder_blocks: int = 0
     exposure_ratio: int = 2
     guide_channels: int = 8
     restore_blocks: int = 1
+    coarse_blocks: int = 2
     lbf_blocks: int = 1
     max_radiance: float = 64.0
 
@@ -102,7 +106,8 @@ CONFIGS: dict[str, EAFNetConfig] = {
     # Sized for a 2-core CPU.
     "lite": EAFNetConfig(),
     # The paper's settings: 64 channels in every 3x3 conv.
-    "paper": EAFNetConfig(channels=64, encoder_blocks=1, guide_channels=16, restore_blocks=2, lbf_blocks=2),
+    "paper": EAFNetConfig(channels=64, encoder_blocks=1, guide_channels=16, restore_blocks=2,
+                           coarse_blocks=2, lbf_blocks=2),
 }
 
 
@@ -130,7 +135,9 @@ def asymmetric_attention(q: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tenso
     Returns:
         (..., N, C) aligned values and the (..., N, N) attention (rows: queries).
     """
-    attn = torch.softmax((q + k) @ k.transpose(-2, -1) / math.sqrt(q.shape[-1]), dim=-1)
+    # Scaling Q + K (C values a token) rather than the scores (N values a token) is cheaper.
+    # (torch's fused scaled_dot_product_attention is slower than this on CPU.)
+    attn = torch.softmax(((q + k) / math.sqrt(q.shape[-1])) @ k.transpose(-2, -1), dim=-1)
     return attn @ v, attn
 
 
@@ -155,7 +162,7 @@ def attention_map(attn: Tensor, w: int, h: int, wd: int) -> Tensor:
 def _mlp(*widths: int) -> nn.Sequential:
     """Linear layers with ReLU between them (none after the last)."""
     layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
+    for i, (a, b) in enumerate(pairwise(widths)):
         layers += [nn.Linear(a, b)] + ([nn.ReLU(inplace=True)] if i < len(widths) - 2 else [])
     return nn.Sequential(*layers)
 
@@ -209,28 +216,35 @@ class ExposureFeatureSelection(nn.Module):
 class AsymmetricCrossAttention(nn.Module):
     """Eqs. (6-7) at one scale: reference queries, anchor keys and values, w x w windows.
 
-    W^q, W^k, W^v are bias-free 1x1 convs applied before phi (a pure rearrangement, so
-    phi(f) W = phi(f W)).
+    W^q, W^k, W^v are bias-free linear maps of the tokens (W^k and W^v as one matrix).
     """
 
     def __init__(self, c: int, window: int) -> None:
         super().__init__()
         self.window = window
-        self.q = nn.Conv2d(c, c, 1, bias=False)
-        self.k = nn.Conv2d(c, c, 1, bias=False)
-        self.v = nn.Conv2d(c, c, 1, bias=False)
+        self.q = nn.Linear(c, c, bias=False)
+        self.kv = nn.Linear(c, 2 * c, bias=False)
 
     def forward(self, ref: Tensor, anchor: Tensor) -> tuple[Tensor, Tensor]:
-        """ref, anchor: (B, C, h, w), h and w multiples of the window -> f^anr (B, C, h, w)
-        and A (B * nW, N, N)."""
+        """Aligned anchor features and the attention.
+
+        Args:
+            ref: (B, C, h, w) reference features; anchor: (kB, C, h, w) features of k
+                anchors stacked along the batch (block j = anchor j of every frame), which
+                all use the reference's queries. h and w are multiples of the window.
+        Returns:
+            f^anr (kB, C, h, w) and A (kB * nW, N, N).
+        """
         w, (h, wd) = self.window, ref.shape[-2:]
-        q, k, v = (window_partition(m(x), w) for m, x in ((self.q, ref), (self.k, anchor), (self.v, anchor)))
-        out, attn = asymmetric_attention(q, k, v)
+        q = self.q(window_partition(ref, w))
+        k, v = self.kv(window_partition(anchor, w)).chunk(2, dim=-1)
+        out, attn = asymmetric_attention(q.repeat(anchor.shape[0] // ref.shape[0], 1, 1), k, v)
         return window_merge(out, w, h, wd), attn
 
 
 class LearnableBandPass(nn.Module):
-    """LBF on one sub-band: b + gate(b) * dw(b), (B, C, h, w) -> (B, C, h, w)."""
+    """LBF on one sub-band: b + gate(b) * dw(b), (B, C, h, w) -> (B, C, h, w); dw a
+    depthwise 3x3 filter, gate per channel from the band's mean magnitude."""
 
     def __init__(self, c: int) -> None:
         super().__init__()
@@ -238,7 +252,8 @@ class LearnableBandPass(nn.Module):
         self.gate = _mlp(c, max(c // 4, 4), c)
 
     def forward(self, band: Tensor) -> Tensor:
-        gate = torch.sigmoid(self.gate(band.mean(dim=(2, 3))))[:, :, None, None]
+        # The gate reads the band's mean magnitude: the plain mean of a detail band is ~0.
+        gate = torch.sigmoid(self.gate(band.abs().mean(dim=(2, 3))))[:, :, None, None]
         return band + gate * self.filter(band)
 
 
@@ -247,7 +262,8 @@ class WaveletBandPass(nn.Module):
 
     def __init__(self, c: int, blocks: int) -> None:
         super().__init__()
-        self.bands = nn.ModuleList(nn.Sequential(*[LearnableBandPass(c) for _ in range(blocks)]) for _ in range(4))
+        self.bands = nn.ModuleList(nn.Sequential(*[LearnableBandPass(c) for _ in range(blocks)])
+                                   for _ in range(4))
 
     def forward(self, x: Tensor) -> Tensor:
         return idwt2(*(lbf(b) for lbf, b in zip(self.bands, dwt2(x), strict=True)))
@@ -265,6 +281,22 @@ class WaveletMix(nn.Module):
 
 
 # ---------------------------------------------------------------------------- network
+
+def size_multiple(config: EAFNetConfig) -> int:
+    """H and W must be multiples of this: the attention windows at the coarsest scale, and
+    the Haar DWT at the x4 restoration scale."""
+    return math.lcm(config.window * 2 ** (config.scales - 1), 8)
+
+
+def example_inputs(config: EAFNetConfig, h: int, w: int, seed: int = 0) -> tuple[Tensor, ...]:
+    """Random arguments of ``EAFNet.forward`` for one h x w frame (rounded up to
+    ``size_multiple``), for benchmarks and smoke tests: (ref, base, low, high, exposure)."""
+    m = size_multiple(config)
+    h, w = -(-h // m) * m, -(-w // m) * m
+    g = torch.Generator().manual_seed(seed)
+    ref, low, high = (torch.rand(1, IN_CHANNELS, h, w, generator=g) for _ in range(3))
+    return ref, ref[:, 3:6], low, high, torch.tensor([[-0.2, 0.2]])
+
 
 class EAFNet(nn.Module):
     """The network; see the module docstring for the design and ``eafnet_io`` for units."""
@@ -293,9 +325,9 @@ class EAFNet(nn.Module):
         self.merge = ConvAct(3 * c, c)
         self.restore1 = nn.Sequential(res_stack(c, cfg.restore_blocks), WaveletBandPass(c, cfg.lbf_blocks))
         self.down2 = ConvAct(c, c, stride=2)
-        self.restore2 = nn.Sequential(res_stack(c, cfg.restore_blocks), WaveletBandPass(c, cfg.lbf_blocks))
+        self.restore2 = nn.Sequential(res_stack(c, cfg.coarse_blocks), WaveletBandPass(c, cfg.lbf_blocks))
         self.down4 = ConvAct(c, c, stride=2)
-        self.restore4 = nn.Sequential(res_stack(c, cfg.restore_blocks), WaveletMix(c))
+        self.restore4 = nn.Sequential(res_stack(c, cfg.coarse_blocks), WaveletMix(c))
         self.up4 = UpShuffle(c, c)
         self.up2 = UpShuffle(c, c)
         self.head = conv3x3(c, 3)
@@ -305,9 +337,8 @@ class EAFNet(nn.Module):
 
     @property
     def multiple(self) -> int:
-        """H and W must be multiples of this: attention windows at the coarsest scale, and
-        the Haar DWT at the x4 restoration scale."""
-        return math.lcm(self.config.window * 2 ** (self.config.scales - 1), 8)
+        """H and W must be multiples of this (``size_multiple``)."""
+        return size_multiple(self.config)
 
     def prealign(self, ref: Tensor, low: Tensor, high: Tensor, exposure: Tensor
                  ) -> tuple[Tensor, list[Tensor], list[Tensor]]:
@@ -326,8 +357,8 @@ class EAFNet(nn.Module):
         return f_m, ref_scales, anchor_scales
 
     def align(self, ref_scales: list[Tensor], anchor_scales: list[Tensor]) -> Tensor:
-        """Eqs. (6-9), coarse to fine: per-scale reference and anchor features
-        (B', C, h, w) -> f~^nr (B', C, H, W)."""
+        """Eqs. (6-9), coarse to fine: per-scale reference features (B, C, h, w) and anchor
+        features (kB, C, h, w) -> f~^nr (kB, C, H, W)."""
         fused, attn = None, None
         for i in reversed(range(len(ref_scales))):
             h, w = anchor_scales[i].shape[-2:]
@@ -335,8 +366,7 @@ class EAFNet(nn.Module):
             if fused is None:
                 fused = aligned  # g_N = f_N^anr
             else:
-                win = self.config.window
-                psi = attention_map(attn, win, h // 2, w // 2)  # type: ignore[arg-type]
+                psi = attention_map(attn, self.config.window, h // 2, w // 2)  # type: ignore[arg-type]
                 guid = self.guide[i](torch.cat([anchor_scales[i], self.guide_up[i](psi)], 1))  # eq. 8
                 fused = self.fuse[i](torch.cat([aligned, self.fuse_up[i](fused), guid], 1))  # eq. 9
             attn = new_attn
@@ -362,9 +392,9 @@ class EAFNet(nn.Module):
         """
         m = self.multiple
         if ref.shape[-2] % m or ref.shape[-1] % m:
-            raise ValueError(f"EAFNet needs H and W multiples of {m}, got {tuple(ref.shape[-2:])}; pad the input")
+            raise ValueError(f"EAFNet needs H and W multiples of {m}, got {tuple(ref.shape[-2:])}; "
+                             "pad the input")
         f_m, ref_scales, anchor_scales = self.prealign(ref, low, high, exposure)
-        ref_scales = [f.repeat(2, 1, 1, 1) for f in ref_scales]  # one copy per anchor
-        tilde = self.align(ref_scales, anchor_scales)
-        gated = self.gate(torch.cat([ref_scales[0], tilde], 1)) * tilde  # eq. 10, (2B, C, H, W)
+        tilde = self.align(ref_scales, anchor_scales)  # (2B, C, H, W), low first
+        gated = self.gate(torch.cat([ref_scales[0].repeat(2, 1, 1, 1), tilde], 1)) * tilde  # eq. 10
         return base + self.restore(torch.cat([*gated.chunk(2, 0), f_m], 1))

@@ -35,7 +35,8 @@ from ..core.photometry import DEFAULT_RESPONSE, CameraResponse
 from ..core.tonemap import mu_law
 from .location_io import decode_output, inverse_response, target
 
-__all__ = ["EXPOSURE_SCALE", "EAFNetInputs", "decode_output", "encode_frame", "gla", "relative_exposure", "target"]
+__all__ = ["EXPOSURE_SCALE", "EAFNetInputs", "decode_output", "encode_frame", "gla", "relative_exposure",
+           "target"]
 
 #: c of eq. (3).
 EXPOSURE_SCALE = 0.1
@@ -70,12 +71,14 @@ def gla(values: Tensor, reference: Tensor, eps: float = 1e-6) -> Tensor:
 
     The means are over C, H, W per batch element (``core.photometry``'s convention).
     """
-    ratio = reference.mean(dim=(1, 2, 3), keepdim=True) / values.mean(dim=(1, 2, 3), keepdim=True).clamp(min=eps)
+    mean = values.mean(dim=(1, 2, 3), keepdim=True).clamp(min=eps)
+    ratio = reference.mean(dim=(1, 2, 3), keepdim=True) / mean
     return (values * ratio).clamp(0.0, 1.0)
 
 
-def encode_frame(ref: Tensor, ref_scale: Tensor, low: Tensor, low_scale: Tensor, high: Tensor, high_scale: Tensor,
-                 max_radiance: float = 64.0, response: CameraResponse = DEFAULT_RESPONSE) -> EAFNetInputs:
+def encode_frame(ref: Tensor, ref_scale: Tensor, low: Tensor, low_scale: Tensor, high: Tensor,
+                 high_scale: Tensor, max_radiance: float = 64.0,
+                 response: CameraResponse = DEFAULT_RESPONSE) -> EAFNetInputs:
     """Pixel values and exposures -> network inputs.
 
     Args:
@@ -89,7 +92,8 @@ def encode_frame(ref: Tensor, ref_scale: Tensor, low: Tensor, low_scale: Tensor,
         raise ValueError(f"ref must be (B, 3, H, W), got {tuple(ref.shape)}")
     for name, x in (("low", low), ("high", high)):
         if x.shape != ref.shape:
-            raise ValueError(f"{name} must have the reference's shape {tuple(ref.shape)}, got {tuple(x.shape)}")
+            raise ValueError(f"{name} must have the reference's shape {tuple(ref.shape)}, "
+                             f"got {tuple(x.shape)}")
     view = (-1, 1, 1, 1)
 
     def mu(values: Tensor, scale: Tensor) -> Tensor:  # H_i = tau(f^-1(L) * s_m / s / M)
@@ -99,5 +103,5 @@ def encode_frame(ref: Tensor, ref_scale: Tensor, low: Tensor, low_scale: Tensor,
     triples = [torch.cat([ref, ref_mu, ref], dim=1)]  # G_m = L_m
     for values, scale in ((low, low_scale), (high, high_scale)):
         triples.append(torch.cat([values, mu(values, scale), gla(values, ref)], dim=1))
-    exposure = torch.stack([relative_exposure(low_scale, ref_scale), relative_exposure(high_scale, ref_scale)], 1)
+    exposure = torch.stack([relative_exposure(s, ref_scale) for s in (low_scale, high_scale)], 1)
     return EAFNetInputs(triples[0], ref_mu, triples[1], triples[2], exposure, ref_scale)

@@ -63,6 +63,12 @@ class LocationTask:
         return encode_window(batch["reference"], batch["ref_scale"], batch[f"{prefix}low"], batch[f"{prefix}low_scale"],
                              batch[f"{prefix}high"], batch[f"{prefix}high_scale"], m, prior=prior)
 
+    def predict(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """Output and target, both (B, T, 3, h, w) in the output domain (for validation)."""
+        inp = self._inputs(batch)
+        y, _ = self.model(inp.ref, inp.base, inp.low, inp.high)
+        return y, target(batch["gt"], inp.norm, self.config.max_radiance)
+
     def losses(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         w = self.weights
         inp = self._inputs(batch)
@@ -103,6 +109,10 @@ def make_task(model: str, variant: str, overrides: dict | None = None, weights: 
     """The task of a model by name."""
     if model == "location":
         return LocationTask.from_variant(variant, overrides, weights)
+    if model == "eafnet":
+        from .eafnet_task import EAFNetTask  # imports LossWeights from here
+
+        return EAFNetTask.from_variant(variant, overrides, weights)
     raise ValueError(f"unknown model {model!r}")
 
 

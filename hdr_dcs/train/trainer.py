@@ -157,9 +157,7 @@ class Trainer:
         with torch.no_grad():
             for sample in self.validation_set():
                 batch = {k: v.unsqueeze(0) for k, v in sample.items()}
-                inp = self.task._inputs(batch)
-                y, _ = self.model(inp.ref, inp.base, inp.low, inp.high)
-                gt = target(batch["gt"], inp.norm, m)
+                y, gt = self.task.predict(batch)
                 psnrs.append(_psnr(y.clamp(0, 1), gt))
         self.model.train()
         result = {"step": self.step, "psnr_mu": float(np.mean(psnrs))}
