@@ -123,10 +123,11 @@ def rig(request, tmp_path_factory) -> RigBag:
 
 @pytest.fixture(scope="module")
 def rclpy_msgs():
-    serialization = pytest.importorskip("rclpy.serialization")
-    sensor_msgs = pytest.importorskip("sensor_msgs.msg")
-    hdr_dcs_msgs = pytest.importorskip("hdr_dcs_msgs.msg")
-    return serialization, sensor_msgs, hdr_dcs_msgs
+    import hdr_dcs_msgs.msg
+    import rclpy.serialization
+    import sensor_msgs.msg
+
+    return rclpy.serialization, sensor_msgs.msg, hdr_dcs_msgs.msg
 
 
 def same_frame(a: Frame, b: Frame) -> bool:
@@ -169,8 +170,7 @@ def test_exposure_info_hash_matches_the_built_package():
     import json
     import sys
     json_path = Path(sys.prefix) / "share" / "hdr_dcs_msgs" / "msg" / "ExposureInfo.json"
-    if not json_path.is_file():
-        pytest.skip(f"{json_path} not installed")
+    assert json_path.is_file(), f"{json_path} not installed (scripts/setup.sh builds hdr_dcs_msgs)"
     hashes = json.loads(json_path.read_text())["type_hashes"]
     built = next(h["hash_string"] for h in hashes if h["type_name"] == EXPOSURE_INFO)
     assert make_typestore().hash_rihs01(EXPOSURE_INFO) == built

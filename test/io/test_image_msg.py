@@ -51,17 +51,22 @@ def as_message(fields: dict) -> SimpleNamespace:
 
 @pytest.fixture(scope="module")
 def ros_image():
-    return pytest.importorskip("sensor_msgs.msg").Image
+    from sensor_msgs.msg import Image
+
+    return Image
 
 
 @pytest.fixture(scope="module")
 def rclpy_serialization():
-    return pytest.importorskip("rclpy.serialization")
+    import rclpy.serialization
+
+    return rclpy.serialization
 
 
 @pytest.fixture(scope="module")
 def typestore():
-    typesys = pytest.importorskip("rosbags.typesys")
+    from rosbags import typesys
+
     return typesys.get_typestore(typesys.Stores.ROS2_KILTED)
 
 
