@@ -129,3 +129,24 @@ def test_checkpoint_round_trip_and_strict_loading(tmp_path: Path) -> None:
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(InputError, match="cannot be read"):
         load_location(bad)
+
+
+def test_shipped_weights_load_strictly_and_beat_the_reference_alone() -> None:
+    from hdr_dcs.backends import make_backend
+    from hdr_dcs.core.merge import reference_only
+    from hdr_dcs.core.metrics import psnr_mu_per_frame
+    from hdr_dcs.core.tonemap import normalise
+
+    backend = make_backend("location")
+    assert backend.model.config == CONFIGS["lite"]
+    scene = make_scene("night", size_wh=(96, 72), duration_s=1.0)  # an evaluation scene: never trained on
+    seq = simulate(scene.render_exposure, 10, RigConfig(seed=4))
+    groups = group_offline(seq.reference, pair_anchors(seq.anchors))
+    outs = [o for g in groups for o in backend.push(g)] + backend.flush()
+    hdr = np.stack([o.hdr for o in outs])
+    assert hdr.shape == seq.ground_truth.shape and np.isfinite(hdr).all()
+    peak = float(seq.ground_truth.max())
+    ref = np.stack([reference_only(f) for f in seq.reference])
+    ours = psnr_mu_per_frame(normalise(hdr, peak), normalise(seq.ground_truth, peak)).mean()
+    baseline = psnr_mu_per_frame(normalise(ref, peak), normalise(seq.ground_truth, peak)).mean()
+    assert ours > baseline + 1.0
