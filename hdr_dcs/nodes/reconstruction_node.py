@@ -398,6 +398,7 @@ class ReconstructionNode(Node):
         self._lock = threading.Lock()                             # counters read by other threads
         self._frames_out = 0
         self._images_in = {camera: 0 for camera in CAMERAS}
+        self._exposures_in = {camera: 0 for camera in CAMERAS}
 
         # The backend is loaded before subscribing: no message waits for a model to load.
         self._ensure_pipeline(self._settings)
@@ -409,7 +410,7 @@ class ReconstructionNode(Node):
             self.create_subscription(Image, f"/dcs/{camera}/image_raw",
                                      lambda msg, c=camera: self._on_image(c, msg), qos)
             self.create_subscription(ExposureInfo, f"/dcs/{camera}/exposure",
-                                     lambda msg, c=camera: self._enqueue(_EXPOSURE, c, msg), qos)
+                                     lambda msg, c=camera: self._on_exposure(c, msg), qos)
             self.create_subscription(CameraInfo, f"/dcs/{camera}/camera_info",
                                      lambda msg, c=camera: self._enqueue(_INFO, c, msg), latched_qos())
 
@@ -431,6 +432,11 @@ class ReconstructionNode(Node):
         """Image messages of ``camera`` received by the callbacks so far."""
         with self._lock:
             return self._images_in[camera]
+
+    def exposures_received(self, camera: str) -> int:
+        """ExposureInfo messages of ``camera`` received by the callbacks so far."""
+        with self._lock:
+            return self._exposures_in[camera]
 
     def flush(self, timeout_s: float = 10.0) -> bool:
         """Process everything queued so far, then flush the pipeline and publish what it held.
@@ -479,6 +485,11 @@ class ReconstructionNode(Node):
         self.diag.count("received", f"{camera} images")
         self.diag.rate(f"{camera} input").tick()
         self._enqueue(_IMAGE, camera, msg)
+
+    def _on_exposure(self, camera: str, msg: ExposureInfo) -> None:
+        with self._lock:
+            self._exposures_in[camera] += 1
+        self._enqueue(_EXPOSURE, camera, msg)
 
     def _enqueue(self, kind: str, camera: str, msg: Any, force: bool = False) -> bool:
         now_ns = self.get_clock().now().nanoseconds if kind == _IMAGE else 0

@@ -367,15 +367,18 @@ class RigGraph:
 
     def drain(self, timeout_s: float = 10.0) -> bool:
         """After ``stop_cameras``: wait until the reconstruction node received every image
-        the cameras published, then flush it (its outputs are published). True when complete."""
+        and every ExposureInfo the cameras published, then flush it (its outputs are
+        published). True when complete."""
         deadline = time.monotonic() + timeout_s
         recon = self.reconstruction
-        while time.monotonic() < deadline:
-            if all(recon.images_received(c) >= self.published(c) for c in CAMERAS):
-                break
+
+        def received_all() -> bool:
+            return all(recon.images_received(c) >= self.published(c)
+                       and recon.exposures_received(c) >= self.published(c) for c in CAMERAS)
+
+        while time.monotonic() < deadline and not received_all():
             time.sleep(0.02)
-        complete = all(recon.images_received(c) >= self.published(c) for c in CAMERAS)
-        time.sleep(0.1)  # the ExposureInfos published right after the last images
+        complete = received_all()
         return recon.flush(max(deadline - time.monotonic(), 1.0)) and complete
 
     def reports(self) -> dict[str, StatusReport]:

@@ -41,7 +41,7 @@ def test_rig_as_separate_processes_outputs_every_reference_frame_once(ros_domain
                for c in ("reference", "anchor")}
     calibration = ["--params-file", str(CONFIG / "calibration.yaml"), "-p", f"calibration_dir:={tmp_path}"]
     recon = ["--params-file", str(CONFIG / "reconstruction.yaml"), "-p", "idle_flush_s:=0.5",
-             "-p", "diagnostics_period_s:=0.25"]
+             "-p", "diagnostics_period_s:=0.25", "-p", "queue_size:=1000"]
     with ros_harness(ros_domain) as ros, \
             node_process("hdr_dcs.nodes.reconstruction_node", recon, tmp_path / "recon.log") as recon_proc, \
             node_process("hdr_dcs.nodes.calibration_node", calibration, tmp_path / "cal.log") as cal_proc:
@@ -71,7 +71,10 @@ def test_rig_as_separate_processes_outputs_every_reference_frame_once(ros_domain
         with node_process(camera_node, cameras["reference"], tmp_path / "ref.log") as ref_proc, \
                 node_process(camera_node, cameras["anchor"], tmp_path / "anc.log") as anc_proc:
             assert wait_for(lambda: len(refs) > 0 or not ref_proc.alive(), 30.0), ref_proc.output()
-            time.sleep(2.5)
+            # Stream until the node has taken in 40 reference frames (discovery of freshly
+            # started processes takes a variable time on a loaded machine).
+            assert wait_for(lambda: int(recon_values().get("received: reference images", 0)) >= 40
+                            or not ref_proc.alive(), 60.0), sorted(recon_values().items())
             assert ref_proc.alive() and anc_proc.alive(), ref_proc.output() + anc_proc.output()
         assert (ref_proc.proc.returncode, anc_proc.proc.returncode) == (0, 0)
 
@@ -96,7 +99,7 @@ def test_rig_as_separate_processes_outputs_every_reference_frame_once(ros_domain
     # has just started may miss the first frames while DDS discovery completes), the stamps
     # are the same, up to the last frame the camera published.
     received = int(values["received: reference images"])
-    assert len(out) == received >= len(published) // 2
+    assert len(out) == received >= 40
     start = max(out[0], published[0])
     assert [s for s in out if s >= start] == [s for s in published if s >= start]
     assert out[-1] == published[-1]
@@ -121,13 +124,14 @@ def test_parse_set() -> None:
 def test_rig_in_one_process_drains_exactly(ros_domain: int, tmp_path: Path) -> None:
     sim = [f"sim.size:=[{SIZE[0]}, {SIZE[1]}]", "sim.rate_hz:=30.0"]
     overrides = {"reference_camera": [*sim], "anchor_camera": [*sim],
-                 "reconstruction": ["idle_flush_s:=0.0"]}
+                 # Exactness, not load shedding, is under test here: a queue that never overflows.
+                 "reconstruction": ["idle_flush_s:=0.0", "queue_size:=1000"]}
     with RigGraph(overrides=overrides, workdir=tmp_path, domain_id=ros_domain) as graph:
         assert any("96x64" in note for note in graph.notes)  # calibrations written for the small size
         graph.start()
         mon = graph.monitor
         assert wait_for(lambda: mon.count("reference") > 0, 30.0)
-        time.sleep(1.5)
+        assert wait_for(lambda: graph.published("reference") >= 40, 60.0)
         graph.stop_cameras()
         assert graph.drain(timeout_s=10.0)
         assert wait_for(lambda: mon.count("hdr") >= graph.reconstruction.frames_out, 5.0)
@@ -137,8 +141,10 @@ def test_rig_in_one_process_drains_exactly(ros_domain: int, tmp_path: Path) -> N
         published = graph.published("reference")
     assert len(refs) == published >= 30
     assert sorted(out) == out and len(set(out)) == len(out)
-    assert set(out) == set(refs)
     recon = reports["reconstruction"]
+    missing = sorted(set(refs) - set(out))
+    assert set(out) == set(refs), (f"missing {[refs.index(m) for m in missing]} of {len(refs)}; "
+                                   f"{sorted(recon.values)}")
     assert recon.value("received: reference images") == str(published)
     assert not [k for k, _ in recon.values if k.startswith("dropped: reference")], recon.values
     assert recon.value("reference calibration") == "calibrated"
