@@ -21,21 +21,14 @@ from ..core.photometry import DEFAULT_RESPONSE, CameraResponse
 from ..core.types import Frame, FrameGroup
 from ..models.eafnet import EAFNet, EAFNetConfig
 from ..models.eafnet_io import decode_output, encode_frame
-from ..train.checkpoint import config_from_dict, load_into, read_checkpoint
 from . import HdrOutput
-from .location import shipped_weights
+from .weights import load_model
 
 
 def load_eafnet(weights: Path | str | None = None, variant: str = "lite") -> EAFNet:
     """An EAFNet with weights loaded strictly from a checkpoint carrying its config
     (the shipped ``weights/eafnet_<variant>-<hash8>.pt`` by default)."""
-    path = Path(weights) if weights else shipped_weights(f"eafnet_{variant}")
-    blob = read_checkpoint(path)
-    if blob["model"] != "eafnet":
-        raise InputError(f"{path} holds a {blob['model']!r} model, not eafnet")
-    model = EAFNet(config_from_dict(EAFNetConfig, blob["config"]))
-    load_into(model, blob, path)
-    return model.eval()
+    return load_model("eafnet", EAFNet, EAFNetConfig, weights, variant)  # type: ignore[return-value]
 
 
 class EAFNetBackend:

@@ -16,36 +16,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..core.errors import InputError
 from ..core.grouper import GroupWindow, WindowAssembler
 from ..core.photometry import DEFAULT_RESPONSE, CameraResponse
 from ..core.types import FrameGroup
 from ..models.location import LoCAtion, LoCAtionConfig, LoCAtionState
 from ..models.location_io import classical_prior, decode_output, encode_window
-from ..train.checkpoint import config_from_dict, load_into, read_checkpoint
 from . import HdrOutput
-
-WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
-
-
-def shipped_weights(name: str) -> Path:
-    """The shipped weights file ``weights/<name>-<hash8>.pt`` (one per name)."""
-    found = sorted(WEIGHTS_DIR.glob(f"{name}-*.pt"))
-    if not found:
-        raise InputError(f"no shipped weights named {name}-*.pt in {WEIGHTS_DIR}; train them with "
-                         f"`hdr-dcs train` or pass weights=")
-    return found[-1]
-
+from .weights import load_model
 
 def load_location(weights: Path | str | None = None, variant: str = "lite") -> LoCAtion:
     """A LoCAtion model with weights loaded strictly from a checkpoint carrying its config."""
-    path = Path(weights) if weights else shipped_weights(f"location_{variant}")
-    blob = read_checkpoint(path)
-    if blob["model"] != "location":
-        raise InputError(f"{path} holds a {blob['model']!r} model, not location")
-    model = LoCAtion(config_from_dict(LoCAtionConfig, blob["config"]))
-    load_into(model, blob, path)
-    return model.eval()
+    return load_model("location", LoCAtion, LoCAtionConfig, weights, variant)  # type: ignore[return-value]
 
 
 class LocationBackend:

@@ -1,7 +1,6 @@
 """Helpers for node tests with real rclpy nodes over real DDS (Fast DDS on loopback).
 
-- ``ros_domain``: a pytest fixture giving each test a ROS_DOMAIN_ID of its own (also for
-  the processes it starts). Import it into a test module to use it.
+- (the ``ros_domain`` fixture, a ROS_DOMAIN_ID per test, comes from test/conftest.py)
 - ``RosHarness``: an rclpy context on that domain, one executor spinning every node in a
   background thread, and polling helpers for the test's thread.
 - ``node_process``: a node started as a separate Python process (``python -m module``),
@@ -12,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -22,7 +20,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import rclpy
 from rcl_interfaces.srv import SetParameters
 from rclpy.context import Context
@@ -31,23 +28,6 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 
 REPO = Path(__file__).resolve().parents[2]
-
-_used_domains: set[int] = set()
-
-
-@pytest.fixture
-def ros_domain(monkeypatch: pytest.MonkeyPatch) -> int:
-    """A ROS_DOMAIN_ID of its own for the test and the processes it starts (localhost only)."""
-    rng = random.SystemRandom()
-    domain = rng.randint(1, 232)
-    while domain in _used_domains:
-        domain = rng.randint(1, 232)
-    _used_domains.add(domain)
-    monkeypatch.setenv("ROS_DOMAIN_ID", str(domain))
-    monkeypatch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    monkeypatch.delenv("ROS_LOCALHOST_ONLY", raising=False)
-    return domain
-
 
 def wait_for(predicate: Callable[[], Any], timeout_s: float, step_s: float = 0.02) -> bool:
     """Poll ``predicate`` until it is truthy or ``timeout_s`` passes; its last truthiness."""

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.parameter import Parameter
-from ros_helpers import REPO, node_process, ros_domain, ros_harness, wait_for  # noqa: F401
+from ros_helpers import REPO, node_process, ros_harness, wait_for
 from sensor_msgs.msg import CameraInfo
 from sensor_msgs.srv import SetCameraInfo
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from hdr_dcs_msgs.msg import ExposureInfo
 from rclpy.node import Node
-from ros_helpers import REPO, node_process, ros_domain, ros_harness, wait_for  # noqa: F401
+from ros_helpers import REPO, node_process, ros_harness, wait_for
 from sensor_msgs.msg import CameraInfo, Image
 
 from hdr_dcs.camera import CameraBackend, CameraError

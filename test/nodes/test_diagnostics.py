@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
-from ros_helpers import ros_domain, ros_harness, wait_for  # noqa: F401 - ros_domain is a fixture
+from ros_helpers import ros_harness, wait_for
 
 from hdr_dcs.nodes.diagnostics import Diagnostics, LatencyRecorder, Level, NodeDiagnostics, RateMeter
 from hdr_dcs.nodes.qos import diagnostics_qos

@@ -12,7 +12,7 @@ import pytest
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from hdr_dcs_msgs.msg import ExposureInfo
 from rclpy.node import Node
-from ros_helpers import REPO, node_process, ros_domain, ros_harness, wait_for  # noqa: F401
+from ros_helpers import REPO, node_process, ros_harness, wait_for
 from sensor_msgs.msg import CameraInfo, Image
 
 from hdr_dcs.core.photometry import from_unit

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
-from ros_helpers import REPO, node_process, ros_domain, ros_harness, wait_for  # noqa: F401
+from ros_helpers import REPO, node_process, ros_harness, wait_for
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Image
 

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
-from ros_helpers import REPO, node_process, ros_domain, ros_harness, wait_for  # noqa: F401
+from ros_helpers import REPO, node_process, ros_harness, wait_for
 from sensor_msgs.msg import CameraInfo, Image
 
 from hdr_dcs.io.calibration_yaml import save_calibration
