@@ -71,10 +71,16 @@ def test_rig_as_separate_processes_outputs_every_reference_frame_once(ros_domain
         with node_process(camera_node, cameras["reference"], tmp_path / "ref.log") as ref_proc, \
                 node_process(camera_node, cameras["anchor"], tmp_path / "anc.log") as anc_proc:
             assert wait_for(lambda: len(refs) > 0 or not ref_proc.alive(), 30.0), ref_proc.output()
-            # Stream until the node has taken in 40 reference frames (discovery of freshly
-            # started processes takes a variable time on a loaded machine).
-            assert wait_for(lambda: int(recon_values().get("received: reference images", 0)) >= 40
-                            or not ref_proc.alive(), 60.0), sorted(recon_values().items())
+            # Stream until the probe and the node have taken in 40 reference frames and the
+            # node 6 anchor frames (discovery of freshly started processes takes a variable
+            # time on a loaded machine, and each camera is discovered on its own).
+            def streamed() -> bool:
+                values = recon_values()
+                return (len(refs) >= 40 and int(values.get("received: reference images", 0)) >= 40
+                        and int(values.get("received: anchor images", 0)) >= 6)
+
+            assert wait_for(lambda: streamed() or not (ref_proc.alive() and anc_proc.alive()), 60.0), \
+                sorted(recon_values().items())
             assert ref_proc.alive() and anc_proc.alive(), ref_proc.output() + anc_proc.output()
         assert (ref_proc.proc.returncode, anc_proc.proc.returncode) == (0, 0)
 
