@@ -21,6 +21,7 @@ from ..core.photometry import DEFAULT_RESPONSE, CameraResponse
 from ..core.types import Frame, FrameGroup
 from ..models.eafnet import EAFNet, EAFNetConfig
 from ..models.eafnet_io import decode_output, encode_frame
+from ..models.location_io import classical_prior
 from . import HdrOutput
 from .weights import load_model
 
@@ -55,12 +56,13 @@ class EAFNetBackend:
     def push(self, group: FrameGroup) -> list[HdrOutput]:
         ref = group.reference
         low, high = (group.anchors.low, group.anchors.high) if group.anchors is not None else (ref, ref)
-        hdr = self.reconstruct(ref, low, high)
+        hdr = self.reconstruct(ref, low, high, group.anchor_age_s)
         info = {"anchors_used": group.anchors is not None, "anchor_age_s": group.anchor_age_s}
         return [HdrOutput(hdr, ref.stamp_ns, ref.sequence_id, info)]
 
-    def reconstruct(self, ref: Frame, low: Frame, high: Frame) -> np.ndarray:
-        """(H, W, 3) radiance in SPEC.md units from a reference and two registered anchors."""
+    def reconstruct(self, ref: Frame, low: Frame, high: Frame, anchor_age_s: float = 0.0) -> np.ndarray:
+        """(H, W, 3) radiance in SPEC.md units from a reference and two registered anchors
+        (``anchor_age_s``: the pair's age, which weighs it in the classical prior)."""
         h, w = ref.pixels.shape[:2]
         for name, frame in (("low", low), ("high", high)):
             if frame.pixels.shape != ref.pixels.shape:
@@ -78,9 +80,15 @@ class EAFNetBackend:
         m = self.model.multiple
         pad = (0, (-w) % m, 0, (-h) % m)
         cfg = self.model.config
+        prior = None
+        if cfg.prior == "classical":
+            merged = classical_prior(ref.pixels[None], np.array([ref.exposure.scale]), low.pixels,
+                                     low.exposure.scale, high.pixels, high.exposure.scale,
+                                     np.array([anchor_age_s or 0.0]), self.response)[0]
+            prior = torch.from_numpy(merged).to(dev).permute(2, 0, 1)[None]
         with torch.inference_mode():
             inp = encode_frame(image(ref), scale(ref), image(low), scale(low), image(high), scale(high),
-                               cfg.max_radiance, self.response)
+                               cfg.max_radiance, self.response, prior=prior)
             # Encoded first, padded second: GLA's means are those of the real image.
             x = [F.pad(t, pad, mode="replicate") for t in (inp.ref, inp.base, inp.low, inp.high)]
             y = self.model(*x, inp.exposure)[..., :h, :w]

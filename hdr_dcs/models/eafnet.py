@@ -88,6 +88,14 @@ class EAFNetConfig:
             1/16 of the pixels).
         lbf_blocks: LBF modules per sub-band on the finer restoration scales.
         max_radiance: M, the largest normalised radiance represented.
+        prior: the estimate the network corrects (``base`` of ``forward``): "classical" =
+            the classical merge of the frame with its anchor pair (``core.merge``), or
+            "reference" = the reference frame's own radiance f^-1(L_m) / s_m. The paper's
+            output head predicts the HDR image outright (eq. 11); a residual on the
+            classical merge starts from a physically right answer wherever the merge is
+            right (well-exposed, static pixels), so the network's capacity goes to
+            ghosts, registration residue and noise, which a CPU-sized model can learn in
+            a few thousand steps.
     """
 
     channels: int = 20
@@ -100,6 +108,11 @@ class EAFNetConfig:
     coarse_blocks: int = 2
     lbf_blocks: int = 1
     max_radiance: float = 64.0
+    prior: str = "classical"
+
+    def __post_init__(self) -> None:
+        if self.prior not in ("classical", "reference"):
+            raise ValueError(f"prior must be 'classical' or 'reference', got {self.prior!r}")
 
 
 CONFIGS: dict[str, EAFNetConfig] = {
@@ -385,7 +398,7 @@ class EAFNet(nn.Module):
         Args:
             ref, low, high: (B, 9, H, W) triples [L, tau(E/M), GLA] (``eafnet_io``);
                 H and W multiples of ``multiple``.
-            base: (B, 3, H, W) the reference's own estimate tau(E_m / M).
+            base: (B, 3, H, W) the estimate to correct, tau(E / M) (``EAFNetConfig.prior``).
             exposure: (B, 2) relative exposures (e_l, e_h) of eq. (3).
         Returns:
             y: (B, 3, H, W) tau(E / M), not clamped.

@@ -48,7 +48,8 @@ class EAFNetInputs:
 
     Attributes:
         ref, low, high: (B, 9, H, W) the triples [L, H, G] of the reference and anchors.
-        base: (B, 3, H, W) the reference's own estimate tau(E_m / M) (= ref[:, 3:6]).
+        base: (B, 3, H, W) the estimate the network corrects, tau(E / M): the prior's when
+            one is given, else the reference's own (= ref[:, 3:6]).
         exposure: (B, 2) relative exposures (e_l, e_h) of eq. (3).
         norm: (B,) s_m = t * g of the reference frame, seconds: the unit of radiance.
     """
@@ -78,7 +79,7 @@ def gla(values: Tensor, reference: Tensor, eps: float = 1e-6) -> Tensor:
 
 def encode_frame(ref: Tensor, ref_scale: Tensor, low: Tensor, low_scale: Tensor, high: Tensor,
                  high_scale: Tensor, max_radiance: float = 64.0,
-                 response: CameraResponse = DEFAULT_RESPONSE) -> EAFNetInputs:
+                 response: CameraResponse = DEFAULT_RESPONSE, prior: Tensor | None = None) -> EAFNetInputs:
     """Pixel values and exposures -> network inputs.
 
     Args:
@@ -87,6 +88,8 @@ def encode_frame(ref: Tensor, ref_scale: Tensor, low: Tensor, low_scale: Tensor,
             low_scale, high_scale: (B,) their t * g.
         max_radiance: M, the largest E represented.
         response: the camera response f (the anchors' and the reference's alike).
+        prior: (B, 3, H, W) prior radiance (SPEC.md units), e.g. the classical merge; the
+            base becomes tau(prior * s_m / M) instead of the reference's own estimate.
     """
     if ref.dim() != 4 or ref.shape[1] != 3:
         raise ValueError(f"ref must be (B, 3, H, W), got {tuple(ref.shape)}")
@@ -104,4 +107,5 @@ def encode_frame(ref: Tensor, ref_scale: Tensor, low: Tensor, low_scale: Tensor,
     for values, scale in ((low, low_scale), (high, high_scale)):
         triples.append(torch.cat([values, mu(values, scale), gla(values, ref)], dim=1))
     exposure = torch.stack([relative_exposure(s, ref_scale) for s in (low_scale, high_scale)], 1)
-    return EAFNetInputs(triples[0], ref_mu, triples[1], triples[2], exposure, ref_scale)
+    base = ref_mu if prior is None else target(prior, ref_scale, max_radiance)
+    return EAFNetInputs(triples[0], base, triples[1], triples[2], exposure, ref_scale)

@@ -18,7 +18,7 @@ from ..models.eafnet import CONFIGS as EAFNET_CONFIGS
 from ..models.eafnet import EAFNet, EAFNetConfig
 from ..models.eafnet_io import EAFNetInputs, encode_frame, target
 from . import losses
-from .tasks import LossWeights
+from .tasks import LossWeights, batch_prior
 
 #: Eq. (15): L1 + 0.25 D-ASL.
 EAFNET_LOSS = LossWeights(l1=1.0, temporal=0.0, anchor_consistency=0.0, sobel=0.25)
@@ -52,10 +52,11 @@ class EAFNetTask:
     def _inputs(self, batch: dict[str, Tensor]) -> EAFNetInputs:
         """Windows -> frames: (B, T, 3, h, w) references and (B, 3, h, w) anchors -> B*T."""
         t = batch["reference"].shape[1]
+        prior = batch_prior(batch).flatten(0, 1) if self.config.prior == "classical" else None
         return encode_frame(batch["reference"].flatten(0, 1), batch["ref_scale"].flatten(0, 1),
                             _repeat(batch["low"], t), _repeat(batch["low_scale"], t),
                             _repeat(batch["high"], t), _repeat(batch["high_scale"], t),
-                            self.config.max_radiance)
+                            self.config.max_radiance, prior=prior)
 
     def predict(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         """The output and the target, both (B, T, 3, h, w) in the mu-law domain."""

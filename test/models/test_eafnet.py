@@ -12,6 +12,7 @@ import torch
 from hdr_dcs.backends.eafnet import EAFNetBackend, load_eafnet
 from hdr_dcs.core.errors import InputError
 from hdr_dcs.core.grouping import group_offline, pair_anchors
+from hdr_dcs.core.merge import merge
 from hdr_dcs.core.photometry import GammaResponse, global_luminance_alignment
 from hdr_dcs.core.tonemap import mu_law
 from hdr_dcs.core.types import FrameGroup
@@ -241,13 +242,23 @@ def test_backend_on_simulated_groups() -> None:
     assert backend.flush() == []
 
 
-def test_untrained_backend_returns_the_reference_radiance() -> None:
+def test_untrained_backend_returns_its_prior() -> None:
+    """The head starts at zero, so an untrained model returns the estimate it corrects:
+    the reference's own radiance, or the classical merge of the group."""
     group = next(g for g in street_groups() if g.anchors is not None)
     ref = group.reference
-    hdr = EAFNetBackend(model=EAFNet(), response=GammaResponse(2.2)).push(group)[0].hdr
     scale = ref.exposure.scale
+    response = GammaResponse(2.2)
+    own = EAFNetBackend(model=EAFNet(EAFNetConfig(prior="reference")), response=response).push(group)[0].hdr
     expected = ref.pixels.astype(np.float64) ** 2.2 / scale  # f^-1(L) / (t g)
-    assert np.allclose(hdr, expected, rtol=1e-3, atol=1e-4 / scale)
+    assert np.allclose(own, expected, rtol=1e-3, atol=1e-4 / scale)
+    merged = EAFNetBackend(model=EAFNet(EAFNetConfig(prior="classical")), response=response).push(group)[0].hdr
+    expected = merge(group, response).hdr
+    assert np.allclose(merged, expected, rtol=1e-3, atol=1e-4 / scale)
+    # the anchors add range the reference does not have: the two priors differ
+    assert np.abs(merged - own).max() > 10 * (1e-4 / scale)
+    with pytest.raises(ValueError, match="prior"):
+        EAFNetConfig(prior="gt")
 
 
 def test_task_losses_on_simulated_windows() -> None:
