@@ -12,7 +12,10 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV=${HDR_DCS_VENV:-$ROOT/.venv}
 PYTHON=${PYTHON:-python3}
-APT_PACKAGES=(python3 python3-venv python3-dev cmake g++ make)
+# aravis-tools + gir1.2-aravis-0.8: GigE Vision cameras (and the fake camera the tests
+# use); libgirepository1.0-dev, libcairo2-dev, pkg-config: building pygobject.
+APT_PACKAGES=(python3 python3-venv python3-dev cmake g++ make pkg-config
+              aravis-tools gir1.2-aravis-0.8 libgirepository1.0-dev libcairo2-dev)
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 
@@ -72,5 +75,5 @@ build_msgs() {
 install_apt
 install_venv
 build_msgs
-"$VENV/bin/python" -c "import rclpy, hdr_dcs, hdr_dcs_msgs.msg" || { log "the environment does not import; rerun after removing $VENV"; exit 1; }
+"$VENV/bin/python" -c "import rclpy, hdr_dcs, hdr_dcs_msgs.msg; from hdr_dcs.camera.gige_backend import import_aravis; import_aravis()" || { log "the environment does not import; rerun after removing $VENV"; exit 1; }
 log "ready: $VENV"

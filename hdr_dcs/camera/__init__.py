@@ -2,8 +2,10 @@
 
 A backend delivers captured frames with the exposure they really had (read back from
 the camera, never assumed) and a mid-exposure stamp on the host's (node's) clock. The
-simulated rig (``sim_backend.SimCameraBackend``) implements the protocol now; a GigE
-Vision backend through Aravis will implement the same one.
+simulated rig (``sim_backend.SimCameraBackend``) and GigE Vision cameras through Aravis
+(``gige_backend.GigECameraBackend``) implement it. A backend may also offer
+``status_values() -> Mapping[str, str]`` (extra diagnostics) and
+``set_reference_exposure(exposure_us, gain_db)`` (an anchor centred on the reference).
 
 Life cycle, all from one capture thread except ``close``::
 

@@ -13,8 +13,8 @@ Publishes (absolute defaults, remappable; ``<camera>`` is ``reference`` or ``anc
   calibration node is the rig's source of CameraInfo;
 - ``/dcs/ground_truth/hdr`` (32FC3 RGB radiance, same header as the image), simulated
   reference camera with ``sim.publish_ground_truth`` only;
-- ``/diagnostics``: output rate, frames dropped by reason, capture (render) and publish
-  times, exposure in use, backend; WARN when no frame for ~2 s, ERROR when the camera
+- ``/diagnostics``: output rate, frames dropped by reason, capture (render or transfer)
+  and publish times, exposure in use, backend; WARN when no frame for ~2 s, ERROR when the camera
   cannot be opened (the node retries every 2 s and keeps running).
 
 Capture runs in a thread of its own (never the executor), which publishes directly.
@@ -24,7 +24,8 @@ rejected set returns the reason and changes nothing). Changing a backend or ``si
 parameter at run time restarts the capture with the new settings:
 
 - ``camera`` (read-only): ``reference`` or ``anchor``.
-- ``backend``: ``sim`` (``gige`` will come; anything else is refused).
+- ``backend``: ``sim`` (the simulated rig) or ``gige`` (a GigE Vision camera through
+  Aravis, ``camera.gige_backend``); anything else is refused.
 - ``frame_id``: header.frame_id; "" = ``<camera>_optical_frame``.
 - ``encoding``: ``rgb8`` (default) or ``bgr8`` for 8-bit codes, ``rgb16``/``bgr16`` for 10/12/16.
 - ``publish_camera_info`` (false) and ``camera_info_url``: a calibration YAML (path,
@@ -40,6 +41,14 @@ parameter at run time restarts the capture with the new settings:
   16), ``sim.publish_ground_truth`` (reference only), ``sim.exr_dir`` (EXR scenes). Both
   simulated cameras must get the same ``sim.*`` values: they then render the same scene
   at the same instants without talking to each other (``camera.sim_backend``).
+- ``gige.*`` (see ``PARAMETERS`` and ``camera.gige_backend``): device, pixel_format,
+  region, frame_rate_hz, gain_db, exposure_us, ev_low / ev_high, exposure_control,
+  auto_exposure, packet_size, packet_resend, packet_timeout_ms, frame_retention_ms,
+  timeout_s, latch, link_mbps. With ``follow_reference`` (default) a gige anchor
+  camera centres its EV offsets on the exposure in /dcs/reference/exposure. Its
+  diagnostics add the exposure control in use, the stamp source (ptp or host) and the
+  stream's resent / missing packet counts; a camera that disconnects is reported as an
+  ERROR and reopened every 2 s until it answers again.
 - ``diagnostics_period_s`` (1.0, read-only).
 
 Run two of them with distinct node names, e.g.
@@ -71,6 +80,8 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
 from hdr_dcs.camera import CAMERAS, CameraBackend, CameraError, CapturedFrame, NsClock
+from hdr_dcs.camera.gige_backend import EXPOSURE_CONTROLS, GigESettings
+from hdr_dcs.camera.stamps import LATCHES
 from hdr_dcs.core.calibration import CameraCalibration
 from hdr_dcs.core.errors import InputError
 from hdr_dcs.io.calibration_yaml import load_calibration
@@ -131,7 +142,9 @@ class CameraSettings:
     publish_camera_info: bool = False
     camera_info_url: str = ""
     diagnostics_period_s: float = 1.0
+    follow_reference: bool = True
     sim: SimSettings = SimSettings()
+    gige: GigESettings = GigESettings()
 
     @property
     def optical_frame(self) -> str:
@@ -145,11 +158,15 @@ class CameraSettings:
             return _convert(field, values["sim.size" if field == "size_wh" else f"sim.{field}"])
 
         sim = SimSettings(**{field: sim_value(field) for field in SimSettings.__dataclass_fields__})
-        return cls(**{field: values[field] for field in cls.__dataclass_fields__ if field != "sim"}, sim=sim)
+        gige = GigESettings(**{field: _convert(field, values[f"gige.{field}"])
+                               for field in GigESettings.__dataclass_fields__})
+        return cls(**{field: values[field] for field in cls.__dataclass_fields__ if field not in ("sim", "gige")},
+                   sim=sim, gige=gige)
 
     def needs_restart(self, other: CameraSettings) -> bool:
         """True when going from ``other`` to these settings needs a new backend."""
-        return (self.camera, self.backend, self.sim) != (other.camera, other.backend, other.sim)
+        return (self.camera, self.backend, self.sim, self.gige) != (other.camera, other.backend, other.sim,
+                                                                    other.gige)
 
 
 def _convert(field: str, value: Any) -> Any:
@@ -157,13 +174,15 @@ def _convert(field: str, value: Any) -> Any:
         return tuple(int(v) for v in value)
     if field == "baseline_px":
         return tuple(float(v) for v in value)
+    if field == "region":
+        return tuple(int(v) for v in value)
     return value
 
 
 #: parameter name -> (default, description, read_only)
 PARAMETERS: dict[str, tuple[Any, str, bool]] = {
     "camera": ("reference", "which camera of the rig: reference or anchor", True),
-    "backend": ("sim", "camera backend: sim (gige is planned)", False),
+    "backend": ("sim", "camera backend: sim (simulated rig) or gige (GigE Vision through Aravis)", False),
     "frame_id": ("", "header.frame_id; '' = <camera>_optical_frame", False),
     "encoding": ("rgb8", "rgb8 or bgr8 for 8-bit codes; rgb16 or bgr16 for 10/12/16-bit codes", False),
     "publish_camera_info": (False, "also publish CameraInfo with every image (the calibration node "
@@ -171,6 +190,8 @@ PARAMETERS: dict[str, tuple[Any, str, bool]] = {
     "camera_info_url": ("", "calibration YAML for publish_camera_info; '' = the backend's own "
                             "calibration (sim) or uncalibrated", False),
     "diagnostics_period_s": (1.0, "period of the /diagnostics status, s", True),
+    "follow_reference": (True, "gige anchor: centre the EV offsets on the reference camera's exposure "
+                               "(/dcs/reference/exposure)", False),
     "sim.scene": ("street", f"simulated scene: {', '.join(SCENES)} or procedural_<seed>", False),
     "sim.size": ([640, 480], "[width, height], even, at least 16", False),
     "sim.rate_hz": (30.0, "reference camera frame rate, Hz", False),
@@ -185,6 +206,26 @@ PARAMETERS: dict[str, tuple[Any, str, bool]] = {
     "sim.bits": (8, "code bit depth: 8, 10, 12 or 16", False),
     "sim.publish_ground_truth": (False, "reference camera: publish /dcs/ground_truth/hdr", False),
     "sim.exr_dir": ("", "OpenEXR sample images for EXR scenes; '' = default place", False),
+    "gige.device": ("", "serial number, IP address or Aravis device id; '' = the first camera found", False),
+    "gige.pixel_format": ("", "PFNC pixel format (Mono8, Mono12, BayerRG8, BayerRG12, RGB8...); "
+                              "'' = keep the camera's", False),
+    "gige.region": ([0, 0, 0, 0], "[x, y, width, height] px; width/height 0 = keep the camera's", False),
+    "gige.frame_rate_hz": (30.0, "reference: acquisition rate; anchor: frame (trigger) rate, Hz", False),
+    "gige.gain_db": (0.0, "analog gain, dB", False),
+    "gige.exposure_us": (10000.0, "reference exposure, us; the anchor's EV base until the reference's "
+                                  "exposure is known", False),
+    "gige.ev_low": (-2.0, "anchor low exposure relative to the base, stops", False),
+    "gige.ev_high": (2.0, "anchor high exposure relative to the base, stops", False),
+    "gige.exposure_control": ("auto", f"anchor exposure switching: {', '.join(EXPOSURE_CONTROLS)} "
+                                      "(auto = sequencer if the camera has one, else software trigger)", False),
+    "gige.auto_exposure": (False, "reference: slow auto exposure (never alternates)", False),
+    "gige.packet_size": (0, "GVSP packet size, bytes; 0 = negotiate (use jumbo frames: MTU 9000)", False),
+    "gige.packet_resend": (True, "request lost packets again", False),
+    "gige.packet_timeout_ms": (20.0, "wait for a missing packet before asking for a resend, ms", False),
+    "gige.frame_retention_ms": (100.0, "give up on an incomplete frame after, ms", False),
+    "gige.timeout_s": (2.0, "no frame for this long: check the camera (unreachable = reconnect)", False),
+    "gige.latch": ("exposure_start", f"where the camera latches its timestamp: {', '.join(LATCHES)}", False),
+    "gige.link_mbps": (1000.0, "link rate for the stamp's transfer-time correction, Mbit/s", False),
 }
 
 
@@ -198,13 +239,22 @@ def validate_parameters(values: dict[str, Any]) -> str | None:
     if camera not in CAMERAS:
         return f"camera must be 'reference' or 'anchor', got {camera!r}"
     if values["backend"] not in BACKENDS:
-        planned = " ('gige' is planned but not implemented yet)" if values["backend"] == "gige" else ""
-        return f"backend {values['backend']!r} is not available{planned}; available: {', '.join(BACKENDS)}"
+        return f"backend {values['backend']!r} is not available; available: {', '.join(BACKENDS)}"
+    region = list(values["gige.region"])
+    if len(region) != 4:
+        return f"gige.region must be [x, y, width, height], got {region}"
+    if values["backend"] == "gige":
+        gige = GigESettings(**{f: _convert(f, values[f"gige.{f}"]) for f in GigESettings.__dataclass_fields__})
+        reason = gige.validate(camera)
+        if reason is not None:
+            return reason
     bits = values["sim.bits"]
     if bits not in (8, 10, 12, 16):
         return f"sim.bits must be 8, 10, 12 or 16, got {bits}"
     container = 8 if bits == 8 else 16
-    if values["encoding"] not in _ENCODINGS[container]:
+    if values["encoding"] not in _ENCODINGS[8] + _ENCODINGS[16]:
+        return f"encoding must be one of {', '.join(_ENCODINGS[8] + _ENCODINGS[16])}, got {values['encoding']!r}"
+    if values["backend"] == "sim" and values["encoding"] not in _ENCODINGS[container]:
         return (f"encoding {values['encoding']!r} does not fit {bits}-bit codes: use "
                 f"{' or '.join(_ENCODINGS[container])}")
     if not (values["diagnostics_period_s"] > 0):
@@ -255,8 +305,14 @@ def _make_sim(settings: CameraSettings, clock: NsClock) -> CameraBackend:
                             clock, sim.exr_dir or None, sim.publish_ground_truth)
 
 
-#: backend name -> factory(settings, node clock) ("gige" will be added here)
-BACKENDS: dict[str, Callable[[CameraSettings, NsClock], CameraBackend]] = {"sim": _make_sim}
+def _make_gige(settings: CameraSettings, clock: NsClock) -> CameraBackend:
+    from hdr_dcs.camera.gige_backend import GigECameraBackend
+
+    return GigECameraBackend(settings.camera, settings.gige, clock)
+
+
+#: backend name -> factory(settings, node clock)
+BACKENDS: dict[str, Callable[[CameraSettings, NsClock], CameraBackend]] = {"sim": _make_sim, "gige": _make_gige}
 
 
 def make_backend(settings: CameraSettings, clock: NsClock) -> CameraBackend:
@@ -315,10 +371,14 @@ class CameraNode(Node):
         self._info_pub = self.create_publisher(CameraInfo, f"/dcs/{camera}/camera_info", latched_qos())
         self._truth_pub = (self.create_publisher(Image, "/dcs/ground_truth/hdr", image_qos())
                            if camera == "reference" else None)
+        if camera == "anchor":  # the anchor's exposures are centred on the reference's
+            self.create_subscription(ExposureInfo, "/dcs/reference/exposure", self._on_reference_exposure,
+                                     image_qos(reliable=False, depth=1))
 
         self.diag = NodeDiagnostics(self, "camera", hardware_id=self._settings.backend,
                                     period_s=self._settings.diagnostics_period_s)
-        self.diag.expect("output", within_s=2.0 + 3.0 / self._settings.sim.rate_hz, what="frames")
+        rate = self._settings.gige.frame_rate_hz if self._settings.backend == "gige" else self._settings.sim.rate_hz
+        self.diag.expect("output", within_s=2.0 + 3.0 / rate, what="frames")
         self.diag.ok("streaming")
         self.diag.set("backend", self._settings.backend)
 
@@ -359,6 +419,16 @@ class CameraNode(Node):
             with self._backend_lock:
                 if self._backend is not None:
                     self._backend.close()
+
+    def _on_reference_exposure(self, msg: ExposureInfo) -> None:
+        if not self._settings.follow_reference:
+            return
+        with self._backend_lock:
+            backend = self._backend
+        follow = getattr(backend, "set_reference_exposure", None)
+        if follow is not None:
+            follow(float(msg.exposure_time_us), float(msg.gain_db))
+            self.diag.set("following reference exposure (us)", round(float(msg.exposure_time_us), 3))
 
     # -- capture thread ------------------------------------------------------------------------
     def _now_ns(self) -> int:
@@ -408,6 +478,7 @@ class CameraNode(Node):
     def _stream(self, backend: CameraBackend, opened_with: CameraSettings) -> None:
         drops: dict[str, int] = {}
         last_seq: int | None = None
+        last_status_s = 0.0
         while not (self._stop.is_set() or self._restart.is_set()):
             frame = backend.grab(_GRAB_TIMEOUT_S)
             settings = self._settings  # frame_id, encoding order, camera info apply live
@@ -426,6 +497,11 @@ class CameraNode(Node):
                     self.diag.count("dropped", "sequence gap", gap - new_drops)
             last_seq = frame.sequence_id
             self.publish_frame(frame, settings)
+            status_values = getattr(backend, "status_values", None)
+            if status_values is not None and time.monotonic() - last_status_s > 0.5:
+                last_status_s = time.monotonic()
+                for key, value in status_values().items():
+                    self.diag.set(key, value)
             self.diag.latency("capture").record(frame.delay_s)
             self.diag.latency("publish").record(time.perf_counter() - start)
             self.diag.latency("stamp to publish").record((self._now_ns() - frame.stamp_ns) * 1e-9)
@@ -434,9 +510,11 @@ class CameraNode(Node):
     def publish_frame(self, frame: CapturedFrame, settings: CameraSettings) -> None:
         """Publish one captured frame: image, ExposureInfo, CameraInfo and ground truth as set."""
         header = Header(stamp=_time_msg(frame.stamp_ns), frame_id=settings.optical_frame)
-        pixels, encoding = frame.pixels, settings.encoding
+        pixels = frame.pixels
+        bits = 8 if pixels.dtype == np.uint8 else 16  # the codes' container decides (a GigE
+        encoding = f"{settings.encoding[:3]}{bits}"   # camera's format can change at run time)
         if pixels.ndim == 2:  # a mono camera
-            encoding = "mono8" if pixels.dtype == np.uint8 else "mono16"
+            encoding = f"mono{bits}"
         elif encoding.startswith("bgr"):
             pixels = pixels[:, :, ::-1]
         self._image_pub.publish(_image_msg(pixels, encoding, header))

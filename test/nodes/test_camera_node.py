@@ -146,19 +146,39 @@ def test_parameter_validation_reasons() -> None:
     defaults = {name: spec[0] for name, spec in PARAMETERS.items()}
     assert validate_parameters(defaults) is None
     cases = {
-        "backend": ("gige", "not available"),
+        "backend": ("usb3", "not available; available: sim, gige"),
+        "encoding": ("yuv422", "encoding must be one of"),
         "camera": ("left", "camera must be"),
-        "encoding": ("rgb16", "does not fit 8-bit codes: use rgb8 or bgr8"),
+        "sim.publish_ground_truth": (True, ""),  # replaced below: a dict has one value per name
         "sim.rate_hz": (-1.0, "sim.rate_hz must be in (0, 1000]"),
         "sim.size": ([161, 120], "sim.size must be"),
         "sim.scene": ("moon", "sim.scene 'moon' is unknown"),
         "sim.ev_low": (1.0, "must bracket the reference"),
         "sim.bits": (9, "sim.bits must be 8, 10, 12 or 16"),
     }
+    del cases["sim.publish_ground_truth"]
     for name, (value, reason) in cases.items():
         got = validate_parameters({**defaults, name: value})
         assert got is not None and reason in got, (name, got)
+    assert "does not fit 8-bit codes: use rgb8 or bgr8" in validate_parameters({**defaults, "encoding": "rgb16"})
     assert validate_parameters({**defaults, "sim.bits": 12, "encoding": "rgb16"}) is None
+    # gige settings are checked when the gige backend is selected
+    gige = {**defaults, "backend": "gige"}
+    assert validate_parameters(gige) is None
+    assert validate_parameters({**gige, "encoding": "rgb16"}) is None  # the container follows the pixel format
+    gige_cases = {
+        "gige.pixel_format": ("YUV422_8", "gige.pixel_format 'YUV422_8' is not supported"),
+        "gige.exposure_control": ("trigger", "anchor camera only"),
+        "gige.frame_rate_hz": (0.0, "gige.frame_rate_hz must be in (0, 1000]"),
+        "gige.packet_size": (100, "gige.packet_size must be 0 (negotiate) or 576..16384"),
+        "gige.latch": ("middle", "gige.latch must be one of exposure_start, exposure_end"),
+        "gige.region": ([0, 0, 10], "gige.region must be [x, y, width, height]"),
+    }
+    for name, (value, reason) in gige_cases.items():
+        got = validate_parameters({**gige, name: value})
+        assert got is not None and reason in got, (name, got)
+    assert "reference camera" in validate_parameters({**gige, "camera": "anchor", "gige.auto_exposure": True})
+    assert validate_parameters({**gige, "camera": "anchor", "gige.exposure_control": "trigger"}) is None
     anchor_gt = {**defaults, "camera": "anchor", "sim.publish_ground_truth": True}
     assert "only available on the reference camera" in validate_parameters(anchor_gt)
 
@@ -272,7 +292,7 @@ def test_bad_parameters_are_refused_and_the_node_keeps_running(ros_domain: int, 
         assert wait_for(lambda: len(stream.images) > 3, 30.0), proc.output()
         refused = {
             "sim.rate_hz": (-5.0, "sim.rate_hz must be in (0, 1000], got -5.0"),
-            "backend": ("gige", "backend 'gige' is not available"),
+            "backend": ("usb3", "backend 'usb3' is not available"),
             "encoding": ("rgb16", "encoding 'rgb16' does not fit 8-bit codes"),
             "sim.scene": ("moon", "sim.scene 'moon' is unknown"),
             "camera": ("anchor", "read-only"),
@@ -298,9 +318,10 @@ def test_bad_parameters_are_refused_and_the_node_keeps_running(ros_domain: int, 
 
 
 def test_invalid_startup_parameters_exit_with_one_readable_line(ros_domain: int, tmp_path: Path) -> None:
-    with node_process("hdr_dcs.nodes.camera_node", ["-p", "backend:=gige"], tmp_path / "cam.log") as proc:
+    args = ["-p", "backend:=gige", "-p", "gige.exposure_control:=sequencer"]
+    with node_process("hdr_dcs.nodes.camera_node", args, tmp_path / "cam.log") as proc:
         proc.proc.wait(timeout=30)
     assert proc.proc.returncode == 2
     lines = proc.output().strip().splitlines()
-    assert lines == ["camera_node: camera: invalid parameters: backend 'gige' is not available "
-                     "('gige' is planned but not implemented yet); available: sim"]
+    assert lines == ["camera_node: camera: invalid parameters: gige.exposure_control sequencer / trigger "
+                     "alternate exposures: anchor camera only"]

@@ -1,0 +1,191 @@
+"""The GigE backend against Aravis' real fake GigE Vision camera on loopback (GVCP control
+and GVSP streaming over UDP, discovered by the real Aravis stack): exposure roles with
+read-back, brightness agreeing with the published exposure, pixel formats, unplugging and
+replugging, a lossy stream. Nothing is mocked."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import pytest
+from fake_gige import expected_scale, fake_camera, ramp_scale
+
+from hdr_dcs.camera import CameraError, CapturedFrame
+from hdr_dcs.camera.gige_backend import GigECameraBackend, GigESettings
+from hdr_dcs.core.types import Role
+
+ADDRESS = "127.0.0.1"
+SMALL = (0, 0, 64, 48)
+
+
+def grab_n(backend: GigECameraBackend, n: int, timeout_s: float = 20.0) -> list[CapturedFrame]:
+    frames: list[CapturedFrame] = []
+    deadline = time.monotonic() + timeout_s
+    while len(frames) < n and time.monotonic() < deadline:
+        frame = backend.grab(0.5)
+        if frame is not None:
+            frames.append(frame)
+    assert len(frames) == n, f"{len(frames)} of {n} frames; drops {backend.drop_counts()}"
+    return frames
+
+
+def test_anchor_alternates_read_back_exposures_that_match_the_frames(tmp_path) -> None:
+    settings = GigESettings(device="GVA1", pixel_format="Mono8", region=SMALL, frame_rate_hz=20.0,
+                            exposure_us=8000.0, ev_low=-1.5, ev_high=2.0)
+    with fake_camera(ADDRESS, "GVA1", log=tmp_path / "cam.log"):
+        cam = GigECameraBackend("anchor", settings)
+        cam.open()
+        try:
+            assert "trigger" in cam.description and "GVA1" in cam.description
+            frames = grab_n(cam, 12)
+            status = cam.status_values()
+        finally:
+            cam.close()
+    roles = [f.role for f in frames]
+    assert roles == [Role.LOW, Role.HIGH] * 6
+    assert frames[0].exposure_time_us == 2828.0  # 8000 * 2**-1.5 = 2828.43 requested
+    low_us, high_us = 8000.0 * 2 ** -1.5, 8000.0 * 2 ** 2.0
+    for f in frames:
+        want = low_us if f.role == Role.LOW else high_us
+        # the fake camera keeps whole microseconds: what it reports, not what was asked for
+        assert f.exposure_time_us == math.floor(want)
+        # the frame's brightness says which exposure it had, and it is the published one
+        assert ramp_scale(f.pixels) == pytest.approx(expected_scale(f.exposure_time_us), abs=0.02), f.role
+        assert f.pixels.shape == (48, 64) and f.pixels.dtype == np.uint8 and f.bit_depth == 8
+    stamps = [f.stamp_ns for f in frames]
+    assert all(b > a for a, b in zip(stamps, stamps[1:], strict=False))
+    # paced at 20 Hz by the host: 11 intervals of 50 ms
+    assert (stamps[-1] - stamps[0]) * 1e-9 == pytest.approx(11 / 20.0, rel=0.25)
+    assert abs(time.time_ns() - stamps[-1]) < 5e9
+    ids = [f.sequence_id for f in frames]
+    assert ids == list(range(ids[0], ids[0] + 12))
+    assert status["exposure control"] == "trigger" and status["stamps"] == "host (camera clock mapped)"
+    assert cam.drop_counts() == {}
+
+
+def test_anchor_follows_the_reference_exposure() -> None:
+    settings = GigESettings(device=ADDRESS, pixel_format="Mono8", region=SMALL, frame_rate_hz=25.0,
+                            exposure_us=10000.0, ev_low=-1.0, ev_high=1.0)
+    with fake_camera(ADDRESS, "GVA2"):
+        cam = GigECameraBackend("anchor", settings)
+        cam.open()
+        try:
+            grab_n(cam, 2)
+            cam.set_reference_exposure(20000.0)
+            frames = grab_n(cam, 4)
+        finally:
+            cam.close()
+    got = sorted({round(f.exposure_time_us) for f in frames})
+    assert got == [10000, 40000]
+
+
+def test_reference_slow_auto_exposure_publishes_only_certain_exposures() -> None:
+    # The ramp's median code is ~0.5 of full scale at 10 ms, brighter than the 0.4 target:
+    # the auto exposure shortens the exposure by at most 0.5 EV per second, and the
+    # frames exposed around each change are dropped, never mislabelled.
+    settings = GigESettings(device=ADDRESS, pixel_format="Mono8", region=SMALL, frame_rate_hz=30.0,
+                            exposure_us=20000.0, auto_exposure=True)
+    with fake_camera(ADDRESS, "GVR1"):
+        cam = GigECameraBackend("reference", settings)
+        cam.open()
+        try:
+            frames = grab_n(cam, 75, timeout_s=30.0)
+        finally:
+            cam.close()
+    exposures = [f.exposure_time_us for f in frames]
+    assert exposures[0] == 20000.0 and exposures[-1] < 20000.0
+    changes = [(a, b) for a, b in zip(exposures, exposures[1:], strict=False) if a != b]
+    assert 1 <= len(changes) <= 4
+    # at most 0.5 EV per change (one per second), up to the camera's 1 us quantisation
+    assert all(a * 2 ** -0.5 - 1.0 <= b < a for a, b in changes), changes
+    assert all(f.role == Role.REFERENCE for f in frames)
+    assert cam.drop_counts().get("exposure uncertain", 0) >= len(changes)
+    for f in frames:
+        assert ramp_scale(f.pixels) == pytest.approx(expected_scale(f.exposure_time_us), abs=0.02)
+
+
+def test_free_running_anchor_drops_the_frames_it_cannot_be_sure_of() -> None:
+    settings = GigESettings(device=ADDRESS, pixel_format="Mono8", region=SMALL, frame_rate_hz=30.0,
+                            exposure_us=10000.0, exposure_control="free_run")
+    with fake_camera(ADDRESS, "GVA3"):
+        cam = GigECameraBackend("anchor", settings)
+        cam.open()
+        try:
+            frames = grab_n(cam, 8)
+        finally:
+            cam.close()
+    assert [f.role for f in frames] == [Role.LOW, Role.HIGH] * 4
+    for f in frames:
+        assert ramp_scale(f.pixels) == pytest.approx(expected_scale(f.exposure_time_us), abs=0.02)
+    assert cam.drop_counts()["exposure uncertain"] >= 7
+
+
+@pytest.mark.parametrize(("fmt", "shape", "dtype"), [("Mono16", (48, 64), np.uint16), ("RGB8", (48, 64, 3), np.uint8),
+                                                     ("BayerRG8", (48, 64, 3), np.uint8)])
+def test_pixel_formats(fmt: str, shape: tuple[int, ...], dtype: type) -> None:
+    settings = GigESettings(device=ADDRESS, pixel_format=fmt, region=SMALL, frame_rate_hz=30.0)
+    with fake_camera(ADDRESS, "GVF1"):
+        cam = GigECameraBackend("reference", settings)
+        cam.open()
+        try:
+            frame = grab_n(cam, 1)[0]
+        finally:
+            cam.close()
+    assert frame.pixels.shape == shape and frame.pixels.dtype == dtype
+    assert frame.bit_depth == (16 if fmt == "Mono16" else 8)
+    assert frame.pixels.max() > frame.pixels.min()  # the ramp, not a blank buffer
+
+
+def test_open_errors_are_one_readable_line() -> None:
+    with fake_camera(ADDRESS, "GVE1"):
+        with pytest.raises(CameraError, match=r"camera NOPE not found; seen: GVE1 at 127.0.0.1"):
+            GigECameraBackend("reference", GigESettings(device="NOPE")).open()
+        with pytest.raises(CameraError, match="pixel format BayerRG12 not offered by the camera"):
+            GigECameraBackend("reference", GigESettings(device="GVE1", pixel_format="BayerRG12")).open()
+    with pytest.raises(CameraError, match="anchor camera only"):
+        GigECameraBackend("reference", GigESettings(exposure_control="trigger"))
+
+
+def test_unplugged_camera_raises_and_reopens_when_back() -> None:
+    settings = GigESettings(device=ADDRESS, pixel_format="Mono8", region=SMALL, frame_rate_hz=20.0, timeout_s=1.0)
+    with fake_camera(ADDRESS, "GVD1") as fake:
+        cam = GigECameraBackend("anchor", settings)
+        cam.open()
+        grab_n(cam, 3)
+        fake.stop()
+        start = time.monotonic()
+        with pytest.raises(CameraError, match="not answering|control lost|no frame"):
+            while time.monotonic() - start < 15.0:
+                cam.grab(0.5)
+        assert time.monotonic() - start < 10.0
+        cam.close()
+        with pytest.raises(CameraError):
+            cam.open()
+        fake.start()
+        cam.open()
+        try:
+            frames = grab_n(cam, 4)
+        finally:
+            cam.close()
+    assert [f.role for f in frames] == [Role.LOW, Role.HIGH] * 2
+
+
+def test_lossy_stream_loses_frames_counts_them_and_keeps_going() -> None:
+    # 10 % of the stream packets are dropped by the camera; without resends whole frames
+    # are lost, and each loss is counted by its buffer status.
+    settings = GigESettings(device=ADDRESS, pixel_format="Mono8", region=(0, 0, 256, 192), frame_rate_hz=30.0,
+                            packet_resend=False, packet_size=1400)
+    with fake_camera(ADDRESS, "GVL1", lost_per_thousand=100):
+        cam = GigECameraBackend("reference", settings)
+        cam.open()
+        try:
+            frames = grab_n(cam, 10, timeout_s=30.0)
+            drops = cam.drop_counts()
+        finally:
+            cam.close()
+    assert sum(drops.values()) > 0, drops
+    assert all(f.pixels.shape == (192, 256) for f in frames)
+    ids = [f.sequence_id for f in frames]
+    assert ids == sorted(ids) and ids[-1] - ids[0] + 1 > len(ids)  # the lost frames used ids up
