@@ -1,9 +1,10 @@
 """The real dual-camera rig: reference and anchor cameras, calibration, reconstruction.
 
-    ros2 launch hdr_dcs rig.launch.py [camera_backend:=sim] [backend:=classical]
+    ros2 launch hdr_dcs rig.launch.py [camera_backend:=gige] [backend:=classical]
 
-Camera settings (serials, exposure roles, EV offsets) are in config/rig_cameras.yaml,
-the calibration files in config/calibration.yaml.
+Camera settings (serials or IP addresses, pixel format, exposure roles, EV offsets,
+packet size) are in config/rig_cameras.yaml, the calibration files in
+config/calibration.yaml (``hdr-dcs calibrate stereo`` writes them).
 """
 
 import os
@@ -23,8 +24,8 @@ def generate_launch_description():
     return LaunchDescription([
         DeclareLaunchArgument("backend", default_value="classical",
                               description="reconstruction backend: classical, location or eafnet"),
-        DeclareLaunchArgument("camera_backend", default_value="sim",
-                              description="camera driver backend of both camera nodes"),
+        DeclareLaunchArgument("camera_backend", default_value="gige",
+                              description="camera driver backend of both camera nodes: gige or sim"),
         Node(package="hdr_dcs", executable="camera_node", name="reference_camera",
              parameters=[cameras, {"backend": camera_backend}]),
         Node(package="hdr_dcs", executable="camera_node", name="anchor_camera",

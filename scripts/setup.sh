@@ -13,8 +13,9 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV=${HDR_DCS_VENV:-$ROOT/.venv}
 PYTHON=${PYTHON:-python3}
 # aravis-tools + gir1.2-aravis-0.8: GigE Vision cameras (and the fake camera the tests
-# use); libgirepository1.0-dev, libcairo2-dev, pkg-config: building pygobject.
-APT_PACKAGES=(python3 python3-venv python3-dev cmake g++ make pkg-config
+# use); libgirepository1.0-dev, libcairo2-dev, pkg-config: building pygobject; iproute2:
+# the tests give lo a second address (127.0.0.2) for a second fake camera.
+APT_PACKAGES=(python3 python3-venv python3-dev cmake g++ make pkg-config iproute2
               aravis-tools gir1.2-aravis-0.8 libgirepository1.0-dev libcairo2-dev)
 
 log() { printf '[setup] %s\n' "$*" >&2; }

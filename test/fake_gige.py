@@ -43,6 +43,18 @@ def ramp_scale(pixels: np.ndarray) -> float:
     return best[1]
 
 
+def ensure_loopback_address(address: str) -> None:
+    """The fake camera listens on an interface address: 127.0.0.1 always exists, a second
+    camera needs another one, added to ``lo`` here (root, iproute2: scripts/setup.sh)."""
+    shown = subprocess.run(["ip", "-o", "addr", "show", "dev", "lo"], capture_output=True, text=True, check=True)
+    if f"inet {address}/" in shown.stdout:
+        return
+    added = subprocess.run(["ip", "addr", "add", f"{address}/8", "dev", "lo"], capture_output=True, text=True)
+    if added.returncode != 0:
+        raise RuntimeError(f"cannot add {address} to lo for a second fake camera ({added.stderr.strip()}); "
+                           f"run as root: ip addr add {address}/8 dev lo")
+
+
 def _discovered(address: str) -> bool:
     from hdr_dcs.camera.gige_backend import import_aravis
 
@@ -62,6 +74,7 @@ class FakeCamera:
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout_s: float = 15.0) -> None:
+        ensure_loopback_address(self.address)
         args = [FAKE_CAMERA, "-i", self.address, "-s", self.serial]
         if self.lost:
             args += ["-r", str(self.lost)]
