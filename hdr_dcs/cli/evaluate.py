@@ -18,6 +18,9 @@ the end, so an interrupted or failed run leaves a readable partial report), the 
 table as Markdown next to it (FILE with suffix .md; also printed), and plots into
 --plots DIR (default: FILE's stem + "_plots" next to it): luminance over time, per-frame
 PSNR-mu (bags with ground truth) and a strip of example frames per bag.
+
+``--response FILE``: a camera response file (``hdr-dcs calibrate response``) used by every
+backend and the baseline in place of gamma 2.2; the report's options name it.
 """
 
 from __future__ import annotations
@@ -54,7 +57,12 @@ from ..io.bag import BagReader, Topics
 from ..pipeline import PipelineConfig
 from . import media
 from .progress import Progress
-from .reconstruct import add_pipeline_arguments, pipeline_config_from_args, topics_from_args
+from .reconstruct import (
+    add_pipeline_arguments,
+    describe_response_option,
+    pipeline_config_from_args,
+    topics_from_args,
+)
 
 STRIP_ROWS = 4
 
@@ -162,6 +170,7 @@ def run(args: argparse.Namespace) -> int:
     if plots_dir is not None:
         plots_dir.mkdir(parents=True, exist_ok=True)
     options = {"grouper": vars(config.grouper), "max_code": args.max_code, "topics": vars(topics),
+               "response": describe_response_option(args, config),
                "metrics_memory_mb": args.metrics_memory,
                "plots": None if plots_dir is None else str(plots_dir)}
     command = " ".join(["hdr-dcs evaluate", *map(str, bags), *(f"--backend {n}" for n in names),

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from ..core.errors import HdrDcsError
-from . import bench, demo, evaluate, export, generate, reconstruct, rig, scenes, train
+from . import bench, calibrate, demo, evaluate, export, generate, reconstruct, rig, scenes, train
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     rig.add_parser(sub)
     bench.add_parser(sub)
     export.add_parser(sub)
+    calibrate.add_parser(sub)
     return parser
 
 

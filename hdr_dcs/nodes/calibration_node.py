@@ -1,4 +1,5 @@
-"""The rig's calibration source: both cameras' CameraInfo, latched, and set_camera_info.
+"""The rig's calibration source: both cameras' CameraInfo and the camera response, latched,
+and set_camera_info.
 
 Publishes ``/dcs/reference/camera_info`` and ``/dcs/anchor/camera_info``
 (sensor_msgs/CameraInfo, ``latched_qos()``: late subscribers get them) from two
@@ -6,6 +7,13 @@ camera_calibration_parsers YAML files, and serves ``/dcs/<camera>/set_camera_inf
 (sensor_msgs/srv/SetCameraInfo, what ROS ``camera_calibration`` calls to commit a
 calibration): the CameraInfo is validated, written back to the camera's YAML file
 atomically, and republished. All names are remappable.
+
+Also publishes ``/dcs/calibration/response`` (std_msgs/Float64MultiArray, latched): the
+camera response of ``response_file`` (``hdr-dcs calibrate response``;
+hdr_dcs.io.response_yaml) as its samples of f^-1 on a uniform grid of L in [0, 1]
+(``data``; one dimension labelled "L"; a gamma file is tabulated at 256 samples), or an
+empty array when ``response_file`` is "" (none: receivers use SPEC.md's gamma 2.2). The
+reconstruction node uses it whenever its own ``response_file`` is "".
 
 Parameters (read at start and whenever set; validated in the on-set callback):
 
@@ -20,14 +28,17 @@ Parameters (read at start and whenever set; validated in the on-set callback):
 - ``reference_frame_id``, ``anchor_frame_id`` (string): header.frame_id of each CameraInfo.
 - ``reference_size``, ``anchor_size`` (integer array [width, height], default [640, 480]):
   image size published for an uncalibrated camera.
-- ``republish_period_s`` (double, default 0 = never): also republish both periodically.
+- ``response_file`` (string, default ""): the camera response file; relative paths,
+  ``file://`` and ``package://`` as for the calibration files.
+- ``republish_period_s`` (double, default 0 = never): also republish everything periodically.
 - ``diagnostics_period_s`` (double, default 1.0, read-only): /diagnostics period.
 
 A file that is missing or cannot be parsed (at start, or after its parameter changed):
 the node logs it, reports ERROR on /diagnostics naming the file and the reason, and
 publishes nothing for that camera (no guess: an uncalibrated CameraInfo would silently
-change the registration), keeping the last good CameraInfo if it had one. It keeps running
-and recovers when ``set_camera_info`` writes a valid file or the parameter is changed to
+change the registration), keeping the last good CameraInfo if it had one; the same for
+the response file (nothing new published, the last good curve stays latched). It keeps
+running and recovers when ``set_camera_info`` writes a valid file or the parameter is changed to
 one. A refused ``set_camera_info`` (invalid CameraInfo, no file configured, write error)
 returns success=false with a one-line status_message, is counted in diagnostics, and
 changes nothing.
@@ -50,21 +61,27 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import CameraInfo
 from sensor_msgs.srv import SetCameraInfo
+from std_msgs.msg import Float64MultiArray, MultiArrayDimension
 
 from hdr_dcs.camera import CAMERAS
 from hdr_dcs.core.calibration import CameraCalibration
 from hdr_dcs.core.errors import InputError
+from hdr_dcs.core.photometry import CameraResponse, TabulatedResponse
 from hdr_dcs.core.registration import Registration
 from hdr_dcs.io.bag import calibration_from_msg
 from hdr_dcs.io.calibration_yaml import load_calibration, save_calibration
+from hdr_dcs.io.response_yaml import describe_response, load_response_file
 
 from .diagnostics import NodeDiagnostics
 from .qos import latched_qos
 
-__all__ = ["CalibrationNode", "calibration_from_camera_info", "default_config_dir", "main",
-           "make_camera_info", "resolve_calibration_path"]
+__all__ = ["RESPONSE_TOPIC", "CalibrationNode", "calibration_from_camera_info", "default_config_dir", "main",
+           "make_camera_info", "make_response_msg", "resolve_calibration_path"]
 
 _REPO_CONFIG = Path(__file__).resolve().parents[2] / "config"
+#: The camera response topic (std_msgs/Float64MultiArray, latched).
+RESPONSE_TOPIC = "/dcs/calibration/response"
+_RESPONSE_SAMPLES = 256         # a gamma response is tabulated at this many samples
 
 
 # -- conversions and paths (no node state) -------------------------------------------------
@@ -81,6 +98,23 @@ def make_camera_info(calibration: CameraCalibration, frame_id: str, stamp: Any =
     msg.k = np.asarray(calibration.k, dtype=np.float64).ravel()
     msg.r = np.asarray(calibration.r, dtype=np.float64).ravel()
     msg.p = np.asarray(calibration.p, dtype=np.float64).ravel()
+    return msg
+
+
+def make_response_msg(response: CameraResponse | None) -> Float64MultiArray:
+    """A /dcs/calibration/response message: f^-1 at L = linspace(0, 1, N) in ``data`` (N
+    samples of a TabulatedResponse, 256 of any other response), one dimension "L"; None ->
+    an empty array (no response served)."""
+    msg = Float64MultiArray()
+    if response is None:
+        return msg
+    if isinstance(response, TabulatedResponse):
+        samples = np.asarray(response.inverse_samples, dtype=np.float64)
+    else:
+        samples = response.inverse(np.linspace(0.0, 1.0, _RESPONSE_SAMPLES)).astype(np.float64)
+        samples[0], samples[-1] = 0.0, 1.0          # exact ends, as TabulatedResponse requires
+    msg.layout.dim = [MultiArrayDimension(label="L", size=samples.size, stride=samples.size)]
+    msg.data = samples.tolist()
     return msg
 
 
@@ -166,6 +200,7 @@ def resolve_calibration_path(path: str, base_dir: str | Path | None = None) -> P
 _DEFAULTS: dict[str, Any] = {
     "reference_calibration": "",
     "anchor_calibration": "",
+    "response_file": "",
     "calibration_dir": "",
     "reference_frame_id": "reference_optical_frame",
     "anchor_frame_id": "anchor_optical_frame",
@@ -179,14 +214,16 @@ _DESCRIPTIONS = {
     "reference_calibration": "reference camera calibration YAML (camera_calibration_parsers layout); "
                              "'' = uncalibrated; relative to calibration_dir",
     "anchor_calibration": "anchor camera calibration YAML; '' = uncalibrated; relative to calibration_dir",
+    "response_file": f"camera response file (hdr-dcs calibrate response), served on {RESPONSE_TOPIC}; "
+                     "'' = none (receivers use gamma 2.2); relative to calibration_dir",
     "calibration_dir": "base folder of relative calibration paths; '' = share/hdr_dcs/config "
                        "(source tree: config/)",
     "reference_frame_id": "header.frame_id of the reference CameraInfo",
     "anchor_frame_id": "header.frame_id of the anchor CameraInfo",
     "reference_size": "[width, height] published while the reference camera is uncalibrated",
     "anchor_size": "[width, height] published while the anchor camera is uncalibrated",
-    "republish_period_s": "also republish both CameraInfos every this many seconds (0 = never; "
-                          "they are latched anyway)",
+    "republish_period_s": "also republish the CameraInfos and the response every this many seconds "
+                          "(0 = never; they are latched anyway)",
     "diagnostics_period_s": "period of the /diagnostics status (read at start)",
 }
 
@@ -203,6 +240,10 @@ def validate_parameters(values: dict[str, Any]) -> str | None:
             resolve_calibration_path(values[f"{camera}_calibration"], values["calibration_dir"] or None)
         except InputError as exc:
             return f"{camera}_calibration: {exc}"
+    try:
+        resolve_calibration_path(values["response_file"], values["calibration_dir"] or None)
+    except InputError as exc:
+        return f"response_file: {exc}"
     period = values["republish_period_s"]
     if not (math.isfinite(period) and period >= 0):
         return f"republish_period_s must be >= 0 (0 = never), got {period}"
@@ -249,11 +290,17 @@ class CalibrationNode(Node):
             self.create_service(SetCameraInfo, f"/dcs/{camera}/set_camera_info",
                                 lambda req, resp, c=camera: self._set_camera_info(c, req, resp))
             for camera in CAMERAS]
+        self._response_pub = self.create_publisher(Float64MultiArray, RESPONSE_TOPIC, latched_qos())
+        self._response: CameraResponse | None = None       # the one published (None: none)
+        self._response_path: Path | None = None
+        self._response_loaded = False                      # a message to publish exists
         self._timer = None
         for camera in CAMERAS:
             self._load(camera)
+        self._load_response()
         self._schedule_republish()
         self.publish()
+        self.publish_response()
         self.diag.publish()
 
     # -- parameters --------------------------------------------------------------------------
@@ -276,6 +323,9 @@ class CalibrationNode(Node):
                 self._load(camera)
             if names & {f"{camera}_calibration", f"{camera}_size", "calibration_dir", f"{camera}_frame_id"}:
                 self.publish(camera)
+        if names & {"response_file", "calibration_dir"}:
+            self._load_response()
+            self.publish_response()
         if "republish_period_s" in names:
             self._schedule_republish()
 
@@ -285,7 +335,11 @@ class CalibrationNode(Node):
             self._timer = None
         period = float(self._values["republish_period_s"])
         if period > 0:
-            self._timer = self.create_timer(period, self.publish)
+            self._timer = self.create_timer(period, self._republish)
+
+    def _republish(self) -> None:
+        self.publish()
+        self.publish_response()
 
     # -- state -----------------------------------------------------------------------------
     def calibration(self, camera: str) -> CameraCalibration | None:
@@ -295,6 +349,43 @@ class CalibrationNode(Node):
     def calibration_path(self, camera: str) -> Path | None:
         """The file ``camera``'s calibration is read from and written to (None: uncalibrated)."""
         return self._states[camera].path
+
+    def response(self) -> CameraResponse | None:
+        """The camera response currently served (None: none, or nothing good loaded yet)."""
+        return self._response
+
+    def response_path(self) -> Path | None:
+        """The response file (None: ``response_file`` is "")."""
+        return self._response_path
+
+    def _load_response(self) -> None:
+        path = resolve_calibration_path(self._values["response_file"],
+                                        self._values["calibration_dir"] or None)
+        self._response_path = path
+        self.diag.set("response file", str(path) if path else "(none)")
+        if path is None:
+            self._response, self._response_loaded = None, True
+            self.diag.clear("response")
+            self.diag.set("response", "none served (gamma 2.2)")
+            return
+        try:
+            response = load_response_file(path).response
+        except InputError as exc:
+            self.get_logger().error(f"response: {exc}; publishing no new response until the file is fixed "
+                                    "or the parameter changed")
+            self.diag.error(f"response: {exc}", key="response")
+            self.diag.set("response", "error" if not self._response_loaded else "error (last good kept)")
+            return
+        self._response, self._response_loaded = response, True
+        self.diag.clear("response")
+        self.diag.set("response", describe_response(response))
+
+    def publish_response(self) -> None:
+        """(Re)publish the camera response (an empty array when none is configured); nothing
+        while no response file was ever loaded successfully."""
+        if self._response_loaded:
+            self._response_pub.publish(make_response_msg(self._response))
+            self.diag.count("response published", RESPONSE_TOPIC)
 
     def _load(self, camera: str) -> None:
         state = self._states[camera]

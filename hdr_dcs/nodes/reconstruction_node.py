@@ -11,6 +11,12 @@ Subscribes (absolute defaults, remappable):
   all-zero K means uncalibrated (identity registration); an unchanged CameraInfo (by
   value) changes nothing, so the registration maps are rebuilt only when a calibration
   really changes ("registration rebuilds" in diagnostics).
+- ``/dcs/calibration/response`` (std_msgs/Float64MultiArray): ``latched_qos()``. The
+  camera response the calibration node serves: ``data`` holds f^-1 sampled on a uniform
+  grid of L in [0, 1] (hdr_dcs.core.photometry.TabulatedResponse); empty data = none
+  (gamma 2.2). Used while ``response_file`` is ""; a change rebuilds the pipeline (after
+  flushing it, "pipeline restarts: response changed"). A curve that is not a valid
+  response (not increasing, ends not 0 and 1) is refused with a WARN, the last one kept.
 
 Publishes:
 
@@ -35,15 +41,27 @@ that frame as "missing image": both counts tell the story, and the grouper's acc
 (every frame in ends in exactly one fate) holds.
 
 Parameter changes that need a new pipeline (backend, fallback_backend, device, weights,
-grouper.*) travel through the same queue: the worker flushes the current pipeline
-(publishing what it held), then builds the new one, keeping the calibrations and the
-registration cache. A reference stamp more than 1 s older than the newest one (a bag
-loop, a clock reset) does the same ("pipeline restarts: time jumped back").
+response_file, grouper.*), like a newly served response, travel through the same queue:
+the worker flushes the current pipeline (publishing what it held), then builds the new
+one, keeping the calibrations and the registration cache. A reference stamp more than 1 s
+older than the newest one (a bag loop, a clock reset) does the same ("pipeline restarts:
+time jumped back").
 
 End of stream: when no reference message arrives for ``idle_flush_s`` (wall time) the
 pipeline is flushed, so the last frames of a stream come out instead of waiting for
 frames that never come. On shutdown (SIGINT / SIGTERM, or ``close()``) the queue is
 drained, the pipeline flushed and the outputs published before the node exits.
+
+Camera response
+---------------
+Every backend linearises pixels with the camera response: ``response_file`` when set,
+else the curve served on /dcs/calibration/response, else SPEC.md's gamma 2.2; the
+"response" diagnostics value says which ("gamma 2.2 (default)", "tabulated (256 samples),
+file /path/to.yaml", "tabulated (256 samples), served by the calibration node"). A
+``response_file`` that cannot be used (missing, corrupt: see hdr_dcs.io.response_yaml) is
+not refused as a parameter: the node reports ERROR on /diagnostics naming the file and the
+reason, runs with what it would use without the file, and keeps running; setting the
+parameter to a good file (or "") recovers.
 
 Backends that fail to load
 --------------------------
@@ -61,6 +79,9 @@ refused set returns the reason and changes nothing)
 - ``fallback_backend`` (classical): used when ``backend`` fails to load; "" = none.
 - ``device`` (cpu): torch device of learned backends (cpu, cuda, cuda:N).
 - ``weights`` (""): weights file of a learned backend; "" = the shipped weights.
+- ``response_file`` (""): camera response file (``hdr-dcs calibrate response``): a path
+  (relative to the working directory), ``file://`` or ``package://`` URL; "" = the curve
+  served by the calibration node, else gamma 2.2. See "Camera response".
 - ``grouper.reorder_delay_s`` (0.1), ``grouper.max_anchor_age_s`` (0.5),
   ``grouper.max_pair_gap_s`` (0.2), ``grouper.clock_offset_s`` (0.0, anchor clock minus
   reference clock), ``grouper.wait_for_future_anchor`` (true): see core.grouper.GrouperConfig.
@@ -84,9 +105,10 @@ publish": arrival of the reference image -> publication of its output, node cloc
 to publish"; "queue wait"; "processing": pipeline time per output); queue depth;
 "dropped: <camera>: <reason>" (grouper drops, conversion errors, queue overflow, backend
 unavailable / error); "anchor pair age" percentiles; groups without anchors; backend name
-and device; registration builds and rebuilds; the backend's latency in frames; pipeline
-restarts by cause. WARN when no output for 3 s or while the queue overflows; ERROR while
-the requested backend cannot be loaded.
+and device; the camera response in use ("response"); registration builds and rebuilds; the
+backend's latency in frames; pipeline restarts by cause. WARN when no output for 3 s, while
+the queue overflows or when a served response was refused; ERROR while the requested
+backend or response_file cannot be loaded.
 
 Transport
 ---------
@@ -125,21 +147,24 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CameraInfo, Image
-from std_msgs.msg import Header
+from std_msgs.msg import Float64MultiArray, Header
 
 from hdr_dcs.backends import BACKENDS, Backend, HdrOutput, make_backend
 from hdr_dcs.core.calibration import CameraCalibration
 from hdr_dcs.core.errors import ImageEncodingError, InputError
 from hdr_dcs.core.grouper import DropReason, GrouperConfig
+from hdr_dcs.core.photometry import DEFAULT_RESPONSE, CameraResponse, TabulatedResponse
 from hdr_dcs.core.types import FrameGroup
 from hdr_dcs.io.image_msg import lookup_encoding, numpy_to_image_fields, to_rgb_unit
+from hdr_dcs.io.response_yaml import describe_response, load_response_file
 from hdr_dcs.pipeline import CAMERAS, PipelineConfig, PipelineOutput, ReconstructionPipeline
 
-from .calibration_node import calibration_from_camera_info
+from .calibration_node import RESPONSE_TOPIC, calibration_from_camera_info, resolve_calibration_path
 from .diagnostics import NodeDiagnostics
 from .qos import image_qos, latched_qos, prefer_async_publishing
 
-__all__ = ["PARAMETERS", "ReconstructionNode", "ReconstructionSettings", "main", "validate_parameters"]
+__all__ = ["PARAMETERS", "RESPONSE_TOPIC", "ReconstructionNode", "ReconstructionSettings", "main",
+           "resolve_response_path", "served_response", "validate_parameters"]
 
 _NS = 10**9
 _SUB_DEPTH = 30                  # DDS history of the image/exposure subscriptions
@@ -163,6 +188,9 @@ PARAMETERS: dict[str, tuple[Any, str, bool]] = {
                                       "'' = none: frames are dropped as 'backend unavailable'", False),
     "device": ("cpu", "torch device of learned backends: cpu, cuda, cuda:N", False),
     "weights": ("", "weights file of a learned backend; '' = the shipped weights", False),
+    "response_file": ("", "camera response file (hdr-dcs calibrate response; relative to the working "
+                          "directory, file:// or package://); '' = the curve served on "
+                          f"{RESPONSE_TOPIC}, else gamma 2.2", False),
     "grouper.reorder_delay_s": (GrouperConfig.reorder_delay_s,
                                 "how late a message may arrive (and an image wait for its ExposureInfo), s",
                                 False),
@@ -186,7 +214,8 @@ PARAMETERS: dict[str, tuple[Any, str, bool]] = {
     "diagnostics_period_s": (1.0, "period of the /diagnostics status, s", True),
 }
 
-_PIPELINE_PARAMETERS = ("backend", "fallback_backend", "device", "weights", "grouper.reorder_delay_s",
+_PIPELINE_PARAMETERS = ("backend", "fallback_backend", "device", "weights", "response_file",
+                        "grouper.reorder_delay_s",
                         "grouper.max_anchor_age_s", "grouper.max_pair_gap_s", "grouper.clock_offset_s",
                         "grouper.wait_for_future_anchor")
 
@@ -200,6 +229,7 @@ class ReconstructionSettings:
     fallback_backend: str = "classical"
     device: str = "cpu"
     weights: str = ""
+    response_file: str = ""
     grouper: GrouperConfig = field(default_factory=GrouperConfig)
     max_code: int = 0
     publish_tonemapped: bool = True
@@ -219,7 +249,8 @@ class ReconstructionSettings:
             clock_offset_s=float(values["grouper.clock_offset_s"]),
             wait_for_future_anchor=bool(values["grouper.wait_for_future_anchor"]))
         return cls(backend=values["backend"], fallback_backend=values["fallback_backend"],
-                   device=values["device"], weights=values["weights"], grouper=grouper,
+                   device=values["device"], weights=values["weights"],
+                   response_file=values["response_file"].strip(), grouper=grouper,
                    max_code=int(values["max_code"]), publish_tonemapped=bool(values["publish_tonemapped"]),
                    queue_size=int(values["queue_size"]), idle_flush_s=float(values["idle_flush_s"]),
                    input_reliable=bool(values["input_reliable"]),
@@ -227,7 +258,8 @@ class ReconstructionSettings:
 
     def pipeline_key(self) -> tuple:
         """What a pipeline is built from: a change needs a new pipeline."""
-        return (self.backend, self.fallback_backend, self.device, self.weights, self.grouper)
+        return (self.backend, self.fallback_backend, self.device, self.weights, self.response_file,
+                self.grouper)
 
     def backend_options(self, name: str) -> dict[str, Any]:
         """Keyword arguments of ``make_backend(name)``: learned backends get device and weights."""
@@ -252,6 +284,10 @@ def validate_parameters(values: dict[str, Any]) -> str | None:
     weights = values["weights"]
     if weights and not Path(weights).expanduser().is_file():
         return f"weights file {weights!r} not found ('' = the shipped weights)"
+    try:
+        resolve_response_path(values["response_file"])
+    except InputError as exc:     # only the form; a missing or bad file is a diagnostics ERROR
+        return f"response_file: {exc}"
     for name in ("grouper.reorder_delay_s", "grouper.max_anchor_age_s", "grouper.max_pair_gap_s"):
         value = values[name]
         if not (_finite(value) and 0 <= value <= 10):
@@ -277,6 +313,24 @@ def validate_parameters(values: dict[str, Any]) -> str | None:
 
 
 # -- helpers ----------------------------------------------------------------------------------
+def resolve_response_path(value: str) -> Path | None:
+    """A ``response_file`` value -> the file (None for ""): plain paths relative to the working
+    directory, ``file://`` and ``package://`` URLs. InputError for another URL scheme."""
+    return resolve_calibration_path(value, Path.cwd())
+
+
+def served_response(msg: Float64MultiArray) -> TabulatedResponse | None:
+    """The response a /dcs/calibration/response message carries (None: empty = none served).
+
+    Raises:
+        InputError: samples that are not a valid TabulatedResponse, with the reason.
+    """
+    samples = np.asarray(msg.data, dtype=np.float64)
+    if samples.size == 0:
+        return None
+    return TabulatedResponse.from_array(samples)
+
+
 class _UnavailableBackend:
     """No backend could be loaded: every group is dropped (and reported by ``on_drop``)."""
 
@@ -300,7 +354,7 @@ class _UnavailableBackend:
 class _Item(NamedTuple):
     """One queued message (or a control item for the worker)."""
 
-    kind: str            # "image", "exposure", "info", "reconfigure", "flush"
+    kind: str            # "image", "exposure", "info", "response", "reconfigure", "flush"
     camera: str
     msg: Any
     received_ns: int     # node clock at arrival (reference images: the latency start)
@@ -308,6 +362,7 @@ class _Item(NamedTuple):
 
 
 _IMAGE, _EXPOSURE, _INFO, _RECONFIGURE, _FLUSH = "image", "exposure", "info", "reconfigure", "flush"
+_RESPONSE = "response"
 
 
 def _time_msg(stamp_ns: int) -> Time:
@@ -399,6 +454,8 @@ class ReconstructionNode(Node):
         self._frames_out = 0
         self._images_in = {camera: 0 for camera in CAMERAS}
         self._exposures_in = {camera: 0 for camera in CAMERAS}
+        self._served: TabulatedResponse | None = None            # from the calibration node
+        self._response: CameraResponse = DEFAULT_RESPONSE         # what the backend uses
 
         # The backend is loaded before subscribing: no message waits for a model to load.
         self._ensure_pipeline(self._settings)
@@ -413,6 +470,8 @@ class ReconstructionNode(Node):
                                      lambda msg, c=camera: self._on_exposure(c, msg), qos)
             self.create_subscription(CameraInfo, f"/dcs/{camera}/camera_info",
                                      lambda msg, c=camera: self._enqueue(_INFO, c, msg), latched_qos())
+        self.create_subscription(Float64MultiArray, RESPONSE_TOPIC,
+                                 lambda msg: self._enqueue(_RESPONSE, "", msg), latched_qos())
 
         self._worker = threading.Thread(target=self._work, name=f"{self.get_name()} worker", daemon=True)
         self._worker.start()
@@ -421,6 +480,11 @@ class ReconstructionNode(Node):
     @property
     def settings(self) -> ReconstructionSettings:
         return self._settings
+
+    @property
+    def response(self) -> CameraResponse:
+        """The camera response the current backend uses."""
+        return self._response
 
     @property
     def frames_out(self) -> int:
@@ -561,16 +625,14 @@ class ReconstructionNode(Node):
             self._on_exposure_item(item)
         elif kind == _INFO:
             self._on_info_item(item)
+        elif kind == _RESPONSE:
+            self._on_response_item(item)
         elif kind == _RECONFIGURE:
             settings: ReconstructionSettings = item.msg
             assert self._pipeline is not None
             self._pipeline.config = replace(self._pipeline.config, tonemapped=settings.publish_tonemapped)
             if settings.pipeline_key() != self._pipeline_key:
-                if sum(self._pipeline.grouper_stats.frames_in.values()) == 0:
-                    self._ensure_pipeline(settings)    # nothing fed yet: just rebuild
-                else:
-                    self.get_logger().info("pipeline settings changed: flushing and rebuilding the pipeline")
-                    self._restart_pipeline(settings, "reconfigured")
+                self._rebuild_pipeline(settings, "reconfigured")
         elif kind == _FLUSH:
             self._flush_pipeline()
             item.msg.set()
@@ -644,6 +706,21 @@ class ReconstructionNode(Node):
         self.diag.set(f"{camera} calibration", "calibrated" if calibration is not None else "uncalibrated")
         self.get_logger().info(f"{camera} calibration {'set' if calibration is not None else 'cleared'}")
 
+    def _on_response_item(self, item: _Item) -> None:
+        try:
+            served = served_response(item.msg)
+        except (InputError, ValueError, TypeError) as exc:
+            self.diag.warn(f"response on {RESPONSE_TOPIC} refused: {exc}", key="served response")
+            self.get_logger().warning(f"response on {RESPONSE_TOPIC} refused (last one kept): {exc}")
+            return
+        self.diag.clear("served response")
+        if served == self._served:
+            return
+        self._served = served
+        self.get_logger().info(f"calibration node serves {'no response' if served is None else 'a response'}")
+        if not self._settings.response_file:     # an own response_file takes precedence
+            self._rebuild_pipeline(self._settings, "response changed")
+
     def _reject(self, camera: str, what: str, reason: str, exc: BaseException) -> None:
         self.diag.count("dropped", f"{camera}: {reason}")
         self.get_logger().warning(f"{camera} {what} rejected ({reason}): {exc}", throttle_duration_sec=5.0)
@@ -678,11 +755,35 @@ class ReconstructionNode(Node):
             self._flush_pipeline()
 
     # -- pipeline ----------------------------------------------------------------------------------
-    def _make_backend(self, settings: ReconstructionSettings) -> tuple[Backend, str]:
-        """The backend to run and how to describe it; ERROR on /diagnostics when the requested
-        one cannot be loaded."""
+    def _resolve_response(self, settings: ReconstructionSettings) -> tuple[CameraResponse, str]:
+        """The camera response to use and how to describe it (module docstring, "Camera
+        response"); ERROR on /diagnostics when ``response_file`` cannot be used."""
+        if self._served is not None:
+            fallback: tuple[CameraResponse, str] = (
+                self._served, f"{describe_response(self._served)}, served by the calibration node")
+        else:
+            fallback = (DEFAULT_RESPONSE, f"{describe_response(DEFAULT_RESPONSE)} (default)")
+        if not settings.response_file:
+            self.diag.clear("response")
+            return fallback
         try:
-            backend = make_backend(settings.backend, **settings.backend_options(settings.backend))
+            path = resolve_response_path(settings.response_file)
+            response = load_response_file(path or "").response
+        except InputError as exc:
+            problem = f"response_file {settings.response_file!r} unusable: {exc}; using {fallback[1]}"
+            self.diag.error(problem, key="response")
+            self.get_logger().error(problem)
+            return fallback[0], f"{fallback[1]} (response_file failed)"
+        self.diag.clear("response")
+        return response, f"{describe_response(response)}, file {path}"
+
+    def _make_backend(self, settings: ReconstructionSettings,
+                      response: CameraResponse) -> tuple[Backend, str]:
+        """The backend to run (with ``response``) and how to describe it; ERROR on /diagnostics
+        when the requested one cannot be loaded."""
+        try:
+            backend = make_backend(settings.backend, **settings.backend_options(settings.backend),
+                                   response=response)
             self.diag.clear("backend")
             return backend, settings.backend
         except Exception as exc:  # InputError, OSError, torch/CUDA errors: report, keep running
@@ -690,7 +791,7 @@ class ReconstructionNode(Node):
         fallback = settings.fallback_backend
         if fallback and fallback != settings.backend:
             try:
-                backend = make_backend(fallback, **settings.backend_options(fallback))
+                backend = make_backend(fallback, **settings.backend_options(fallback), response=response)
                 self.diag.error(f"{problem}; running fallback {fallback!r}", key="backend")
                 self.get_logger().error(f"{problem}; running fallback backend {fallback!r}")
                 return backend, f"{fallback} (fallback for {settings.backend})"
@@ -706,9 +807,10 @@ class ReconstructionNode(Node):
 
     def _ensure_pipeline(self, settings: ReconstructionSettings) -> None:
         old = self._pipeline
-        backend, described = self._make_backend(settings)
-        config = PipelineConfig(backend=settings.backend,
-                                backend_options=settings.backend_options(settings.backend),
+        response, response_described = self._resolve_response(settings)
+        backend, described = self._make_backend(settings, response)
+        options = {**settings.backend_options(settings.backend), "response": response}
+        config = PipelineConfig(backend=settings.backend, backend_options=options,
                                 grouper=settings.grouper, tonemapped=settings.publish_tonemapped)
         pipeline = ReconstructionPipeline(config, backend=backend)
         if old is not None:
@@ -717,12 +819,24 @@ class ReconstructionNode(Node):
             pipeline.set_calibration(camera, calibration)
         self._pipeline = pipeline
         self._pipeline_key = settings.pipeline_key()
+        self._response = response
+        self.diag.set("response", response_described)
         learned = settings.backend != "classical" and described == settings.backend
         self.diag.set("backend", described)
         self.diag.set("device", settings.device if learned else "cpu")
         self.diag.set("backend latency (frames)", pipeline.latency_frames)
         self.diag.hardware_id = described
         self._update_values()
+
+    def _rebuild_pipeline(self, settings: ReconstructionSettings, why: str) -> None:
+        """A new pipeline for ``settings``: at once when nothing was fed yet, else after
+        flushing the current one (counted as a restart for ``why``)."""
+        assert self._pipeline is not None
+        if sum(self._pipeline.grouper_stats.frames_in.values()) == 0:
+            self._ensure_pipeline(settings)
+        else:
+            self.get_logger().info(f"rebuilding the pipeline ({why}): flushing it first")
+            self._restart_pipeline(settings, why)
 
     def _restart_pipeline(self, settings: ReconstructionSettings, why: str) -> None:
         self._flush_pipeline()

@@ -216,3 +216,62 @@ def test_parameter_changes_are_validated_and_applied(ros_domain: int, calib_dir:
         assert result.successful
         assert node.diag.report().level == 0
         assert wait_for(lambda: not np.any(anchor_infos[-1].k), 5.0)  # uncalibrated now
+
+
+def test_response_is_served_latched_and_used_by_the_reconstruction_node(ros_domain: int,
+                                                                        tmp_path: Path) -> None:
+    from std_msgs.msg import Float64MultiArray
+
+    from hdr_dcs.core.photometry import DEFAULT_RESPONSE, GammaResponse, TabulatedResponse
+    from hdr_dcs.io.response_yaml import save_response
+    from hdr_dcs.nodes.reconstruction_node import ReconstructionNode
+
+    curve = TabulatedResponse.from_array(np.linspace(0.0, 1.0, 256) ** 1.8)
+    save_response(tmp_path / "response.yaml", curve, method="debevec")
+    with ros_harness(ros_domain) as ros:
+        calib = ros.add(CalibrationNode(context=ros.context, parameter_overrides=[
+            Parameter("reference_calibration", value=""), Parameter("anchor_calibration", value=""),
+            Parameter("calibration_dir", value=str(tmp_path)),
+            Parameter("response_file", value="response.yaml")]))
+        assert calib.response() == curve and calib.response_path() == tmp_path / "response.yaml"
+        operator = ros.node("late_listener")          # joins after the node published: latched
+        served: list[Float64MultiArray] = []
+        operator.create_subscription(Float64MultiArray, "/dcs/calibration/response", served.append,
+                                     latched_qos())
+        assert wait_for(lambda: served, 10.0)
+        assert tuple(served[0].data) == curve.inverse_samples
+        assert (served[0].layout.dim[0].label, served[0].layout.dim[0].size) == ("L", 256)
+
+        recon = ros.add(ReconstructionNode(context=ros.context))
+        assert wait_for(lambda: recon.response == curve, 10.0)
+        assert recon.diag.report().value("response") == \
+            "tabulated (256 samples), served by the calibration node"
+
+        # its own response_file takes precedence; "" goes back to the served curve
+        (tmp_path / "g24.yaml").write_text("gamma: 2.4\n")
+        g24 = str(tmp_path / "g24.yaml")
+        (result,) = ros.set_parameters(operator, "/reconstruction", {"response_file": g24})
+        assert result.successful and wait_for(lambda: recon.response == GammaResponse(2.4), 5.0)
+        assert recon.diag.report().value("response") == f"gamma 2.4, file {g24}"
+        (result,) = ros.set_parameters(operator, "/reconstruction", {"response_file": ""})
+        assert result.successful and wait_for(lambda: recon.response == curve, 5.0)
+
+        # a corrupt file on the calibration node: ERROR there, the last good curve stays served
+        corrupt = tmp_path / "corrupt.yaml"
+        corrupt.write_text("inverse_samples: [0.0, 0.9, 0.5, 1.0]\n")
+        (result,) = ros.set_parameters(operator, "/calibration", {"response_file": str(corrupt)})
+        assert result.successful
+        report = calib.diag.report()
+        assert report.level == 2
+        assert report.message.startswith(f"response: {corrupt}: a tabulated response must be")
+        assert calib.response() == curve and recon.response == curve
+
+        # no response file: an empty array, receivers fall back to gamma 2.2
+        (result,) = ros.set_parameters(operator, "/calibration", {"response_file": ""})
+        assert result.successful and calib.diag.report().level == 0
+        assert wait_for(lambda: recon.response == DEFAULT_RESPONSE, 5.0)
+        assert wait_for(lambda: len(served[-1].data) == 0, 5.0)
+        assert recon.diag.report().value("response") == "gamma 2.2 (default)"
+        (result,) = ros.set_parameters(operator, "/calibration", {"response_file": "ftp://x/r.yaml"})
+        assert not result.successful
+        assert "response_file: ftp://x/r.yaml: unsupported URL scheme" in result.reason

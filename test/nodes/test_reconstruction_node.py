@@ -358,3 +358,57 @@ def test_without_a_backend_frames_are_dropped_then_a_working_backend_recovers(ro
         stamps = outputs.stamps()
         assert len(stamps) == len(set(stamps)) and set(stamps) <= later
     assert proc.proc.returncode == 0, proc.output()
+
+
+def test_a_bad_response_file_is_reported_and_the_node_keeps_running(ros_domain: int, tmp_path: Path,
+                                                                    rig) -> None:
+    """Missing, then corrupt response_file: ERROR on /diagnostics naming the file, frames still
+    reconstructed (with gamma 2.2); a good file recovers; a bad URL scheme is refused."""
+    from rclpy.parameter import Parameter
+
+    from hdr_dcs.core.photometry import DEFAULT_RESPONSE, TabulatedResponse
+    from hdr_dcs.io.response_yaml import save_response
+    from hdr_dcs.nodes.reconstruction_node import ReconstructionNode
+
+    missing = tmp_path / "missing.yaml"
+    events, _ = _events(rig, {})
+    with ros_harness(ros_domain) as ros:
+        feeder_node = ros.node("rig_feeder")
+        feeder, outputs, diag = RigPublisher(feeder_node), Outputs(feeder_node), DiagnosticsProbe(feeder_node)
+        node = ros.add(ReconstructionNode(context=ros.context, parameter_overrides=[
+            Parameter("response_file", value=str(missing)), Parameter("diagnostics_period_s", value=0.2),
+            Parameter("idle_flush_s", value=0.3), Parameter("queue_size", value=100)]))
+        assert wait_for(lambda: diag.latest is not None and feeder.matched(), 15.0)
+        assert diag.latest.level == DiagnosticStatus.ERROR
+        assert diag.latest.message == (f"response_file '{missing}' unusable: {missing}: response file not "
+                                       "found; using gamma 2.2 (default)")
+        assert diag.value("response") == "gamma 2.2 (default) (response_file failed)"
+        assert node.response == DEFAULT_RESPONSE
+
+        feeder.publish_infos(rig)
+        feeder.publish(events[:20], speed=4.0)          # the video keeps flowing
+        sent = sum(1 for camera, *_ in events[:20] if camera == "reference")
+        assert wait_for(lambda: len(outputs.hdr) >= sent - 1, 10.0), diag.values()
+
+        corrupt = tmp_path / "corrupt.yaml"
+        corrupt.write_text("inverse_samples: [0.0, 0.5\n")
+        (result,) = ros.set_parameters(feeder_node, "/reconstruction", {"response_file": str(corrupt)})
+        assert result.successful, result.reason
+        assert wait_for(lambda: "YAML syntax error" in node.diag.report().message, 5.0)
+        assert node.diag.report().level == 2         # ERROR
+
+        good = tmp_path / "good.yaml"
+        curve = TabulatedResponse.from_array(np.linspace(0.0, 1.0, 256) ** 1.8)
+        save_response(good, curve)
+        (result,) = ros.set_parameters(feeder_node, "/reconstruction", {"response_file": str(good)})
+        assert result.successful, result.reason
+        assert wait_for(lambda: node.response == curve, 5.0)
+        report = node.diag.report()
+        assert report.value("response") == f"tabulated (256 samples), file {good}"
+        assert report.level < 2 and "response" not in report.message, report.message
+        assert wait_for(lambda: diag.value("response") == f"tabulated (256 samples), file {good}", 5.0)
+
+        (result,) = ros.set_parameters(feeder_node, "/reconstruction", {"response_file": "http://x/r.yaml"})
+        assert not result.successful
+        assert "response_file: http://x/r.yaml: unsupported URL scheme" in result.reason
+        assert node.response == curve
