@@ -1,7 +1,12 @@
-"""Shipped weights of the learned backends, loaded strictly from checkpoints."""
+"""Shipped weights of the learned backends, loaded strictly from checkpoints.
+
+The shipped weights live in ``hdr_dcs/weights``; ``$HDR_DCS_WEIGHTS_DIR`` points the
+lookup elsewhere (weights deployed outside the package).
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from torch import nn
@@ -12,11 +17,18 @@ from ..train.checkpoint import config_from_dict, load_into, read_checkpoint
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 
 
+def weights_dir() -> Path:
+    """Where shipped weights are looked up: ``$HDR_DCS_WEIGHTS_DIR``, else the package's."""
+    env = os.environ.get("HDR_DCS_WEIGHTS_DIR")
+    return Path(env) if env else WEIGHTS_DIR
+
+
 def shipped_weights(name: str) -> Path:
-    """The shipped weights file ``weights/<name>-<hash8>.pt`` (one per name)."""
-    found = sorted(WEIGHTS_DIR.glob(f"{name}-*.pt"))
+    """The shipped weights file ``<weights dir>/<name>-<hash8>.pt`` (one per name)."""
+    folder = weights_dir()
+    found = sorted(folder.glob(f"{name}-*.pt"))
     if not found:
-        raise InputError(f"no shipped weights named {name}-*.pt in {WEIGHTS_DIR}; train them with "
+        raise InputError(f"no shipped weights named {name}-*.pt in {folder}; train them with "
                          f"`hdr-dcs train` or pass weights=")
     return found[-1]
 

@@ -65,7 +65,7 @@ parameter to a good file (or "") recovers.
 
 Backends that fail to load
 --------------------------
-A learned backend can fail to load (missing weights, no CUDA, "eafnet" not shipped yet).
+A learned backend can fail to load (missing or mismatched weights, no CUDA).
 The node then reports ERROR on /diagnostics naming the backend and the reason, and runs
 ``fallback_backend`` (default "classical") so that the video keeps flowing; with
 ``fallback_backend: ""`` it runs no backend and drops every frame as "backend
