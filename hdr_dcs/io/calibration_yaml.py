@@ -53,7 +53,7 @@ from hdr_dcs.core.calibration import CameraCalibration
 from hdr_dcs.core.errors import InputError
 
 __all__ = ["calibration_from_yaml_text", "calibration_to_yaml_text", "load_calibration",
-           "save_calibration"]
+           "save_calibration", "yaml_float"]
 
 _REQUIRED = ("image_width", "image_height", "camera_matrix", "distortion_coefficients",
              "rectification_matrix", "projection_matrix")
@@ -187,7 +187,7 @@ def load_calibration(path: str | os.PathLike) -> CameraCalibration:
     return calibration_from_yaml_text(text, str(path))
 
 
-def _float(x: float) -> str:
+def yaml_float(x: float) -> str:
     """Shortest exact text of ``x`` that every YAML reader parses as a float."""
     s = repr(float(x))
     mantissa, e, exponent = s.partition("e")
@@ -208,7 +208,7 @@ def _name(name: str) -> str:
 
 
 def _block(key: str, m: np.ndarray, rows: int, cols: int) -> str:
-    data = ", ".join(_float(v) for v in np.asarray(m, dtype=np.float64).ravel())
+    data = ", ".join(yaml_float(v) for v in np.asarray(m, dtype=np.float64).ravel())
     return f"{key}:\n  rows: {rows}\n  cols: {cols}\n  data: [{data}]\n"
 
 

@@ -39,6 +39,8 @@ import yaml
 from hdr_dcs.core.errors import InputError
 from hdr_dcs.core.photometry import DEFAULT_RESPONSE, CameraResponse, GammaResponse, TabulatedResponse
 
+from .calibration_yaml import yaml_float
+
 __all__ = ["ResponseFile", "describe_response", "load_response", "load_response_file",
            "response_from_yaml_text", "response_to_yaml_text", "save_response"]
 
@@ -159,21 +161,12 @@ def load_response(path: str | os.PathLike | None) -> CameraResponse:
     return load_response_file(Path(str(path).strip()).expanduser()).response
 
 
-def _float(x: float) -> str:
-    """Shortest exact text of ``x`` that every YAML reader parses as a float."""
-    s = repr(float(x))
-    mantissa, e, exponent = s.partition("e")
-    if "." not in mantissa:
-        mantissa += ".0"
-    return mantissa + e + exponent
-
-
 def _scalar(value: Any) -> str:
     """One metadata value as YAML flow text (numbers exact)."""
     if isinstance(value, bool) or value is None:
         return yaml.safe_dump(value, default_flow_style=True).splitlines()[0]
     if isinstance(value, (float, np.floating)):
-        return _float(float(value))
+        return yaml_float(float(value))
     if isinstance(value, (int, np.integer)):
         return str(int(value))
     if isinstance(value, (list, tuple, np.ndarray)):
@@ -186,10 +179,10 @@ def response_to_yaml_text(response: CameraResponse, metadata: dict[str, Any] | N
     (plain values: str, numbers, bools, lists of them)."""
     lines = ["# hdr_dcs camera response: f^-1 at L = linspace(0, 1, N) (SPEC.md: H = f^-1(L) / (t g))"]
     if isinstance(response, GammaResponse):
-        lines += ["kind: gamma", f"gamma: {_float(response.gamma)}"]
+        lines += ["kind: gamma", f"gamma: {yaml_float(response.gamma)}"]
     elif isinstance(response, TabulatedResponse):
         lines += ["kind: tabulated",
-                  "inverse_samples: [" + ", ".join(_float(v) for v in response.inverse_samples) + "]"]
+                  "inverse_samples: [" + ", ".join(yaml_float(v) for v in response.inverse_samples) + "]"]
     else:
         raise InputError(f"cannot write a {type(response).__name__}: only gamma and tabulated responses")
     for key, value in (metadata or {}).items():

@@ -31,6 +31,21 @@ def grab_n(backend: GigECameraBackend, n: int, timeout_s: float = 20.0) -> list[
     return frames
 
 
+def capture(camera: str, settings: GigESettings, serial: str, n: int, timeout_s: float = 20.0,
+            lost_per_thousand: int = 0) -> tuple[list[CapturedFrame], GigECameraBackend, dict[str, str]]:
+    """Start a fake camera, open the backend on it, grab ``n`` frames; the frames, the
+    (closed) backend and its status values just before closing."""
+    with fake_camera(ADDRESS, serial, lost_per_thousand):
+        cam = GigECameraBackend(camera, settings)
+        cam.open()
+        try:
+            frames = grab_n(cam, n, timeout_s)
+            status = cam.status_values()
+        finally:
+            cam.close()
+    return frames, cam, status
+
+
 def test_anchor_alternates_read_back_exposures_that_match_the_frames(tmp_path) -> None:
     settings = GigESettings(device="GVA1", pixel_format="Mono8", region=SMALL, frame_rate_hz=20.0,
                             exposure_us=8000.0, ev_low=-1.5, ev_high=2.0)
@@ -87,13 +102,7 @@ def test_reference_slow_auto_exposure_publishes_only_certain_exposures() -> None
     # frames exposed around each change are dropped, never mislabelled.
     settings = GigESettings(device=ADDRESS, pixel_format="Mono8", region=SMALL, frame_rate_hz=30.0,
                             exposure_us=20000.0, auto_exposure=True)
-    with fake_camera(ADDRESS, "GVR1"):
-        cam = GigECameraBackend("reference", settings)
-        cam.open()
-        try:
-            frames = grab_n(cam, 75, timeout_s=30.0)
-        finally:
-            cam.close()
+    frames, cam, _ = capture("reference", settings, "GVR1", 75, timeout_s=30.0)
     exposures = [f.exposure_time_us for f in frames]
     assert exposures[0] == 20000.0 and exposures[-1] < 20000.0
     changes = [(a, b) for a, b in zip(exposures, exposures[1:], strict=False) if a != b]
@@ -109,13 +118,7 @@ def test_reference_slow_auto_exposure_publishes_only_certain_exposures() -> None
 def test_free_running_anchor_drops_the_frames_it_cannot_be_sure_of() -> None:
     settings = GigESettings(device=ADDRESS, pixel_format="Mono8", region=SMALL, frame_rate_hz=30.0,
                             exposure_us=10000.0, exposure_control="free_run")
-    with fake_camera(ADDRESS, "GVA3"):
-        cam = GigECameraBackend("anchor", settings)
-        cam.open()
-        try:
-            frames = grab_n(cam, 8)
-        finally:
-            cam.close()
+    frames, cam, _ = capture("anchor", settings, "GVA3", 8)
     assert [f.role for f in frames] == [Role.LOW, Role.HIGH] * 4
     for f in frames:
         assert ramp_scale(f.pixels) == pytest.approx(expected_scale(f.exposure_time_us), abs=0.02)
@@ -126,13 +129,7 @@ def test_free_running_anchor_drops_the_frames_it_cannot_be_sure_of() -> None:
                                                      ("BayerRG8", (48, 64, 3), np.uint8)])
 def test_pixel_formats(fmt: str, shape: tuple[int, ...], dtype: type) -> None:
     settings = GigESettings(device=ADDRESS, pixel_format=fmt, region=SMALL, frame_rate_hz=30.0)
-    with fake_camera(ADDRESS, "GVF1"):
-        cam = GigECameraBackend("reference", settings)
-        cam.open()
-        try:
-            frame = grab_n(cam, 1)[0]
-        finally:
-            cam.close()
+    frame = capture("reference", settings, "GVF1", 1)[0][0]
     assert frame.pixels.shape == shape and frame.pixels.dtype == dtype
     assert frame.bit_depth == (16 if fmt == "Mono16" else 8)
     assert frame.pixels.max() > frame.pixels.min()  # the ramp, not a blank buffer
@@ -177,15 +174,10 @@ def test_lossy_stream_loses_frames_counts_them_and_keeps_going() -> None:
     # are lost, and each loss is counted by its buffer status.
     settings = GigESettings(device=ADDRESS, pixel_format="Mono8", region=(0, 0, 256, 192), frame_rate_hz=30.0,
                             packet_resend=False, packet_size=1400)
-    with fake_camera(ADDRESS, "GVL1", lost_per_thousand=100):
-        cam = GigECameraBackend("reference", settings)
-        cam.open()
-        try:
-            frames = grab_n(cam, 10, timeout_s=30.0)
-            drops = cam.drop_counts()
-        finally:
-            cam.close()
+    frames, cam, status = capture("reference", settings, "GVL1", 10, timeout_s=30.0, lost_per_thousand=100)
+    drops = cam.drop_counts()
     assert sum(drops.values()) > 0, drops
+    assert int(status["stream missing packets"]) > 0
     assert all(f.pixels.shape == (192, 256) for f in frames)
     ids = [f.sequence_id for f in frames]
     assert ids == sorted(ids) and ids[-1] - ids[0] + 1 > len(ids)  # the lost frames used ids up
