@@ -181,3 +181,111 @@ def test_lossy_stream_loses_frames_counts_them_and_keeps_going() -> None:
     assert all(f.pixels.shape == (192, 256) for f in frames)
     ids = [f.sequence_id for f in frames]
     assert ids == sorted(ids) and ids[-1] - ids[0] + 1 > len(ids)  # the lost frames used ids up
+
+
+# -- the sequencer path ---------------------------------------------------------------------------
+# No camera with a GenICam sequencer and chunk data can run here (Aravis' fake camera has
+# neither), so these two tests drive the backend's sequencer code with a stand-in device
+# that records the SFNC feature writes and a stand-in buffer carrying chunk data. What they
+# show: the configuration written, and that roles and exposures come from each frame's
+# chunk, never from the request.
+class _Status:
+    value_nick = "success"
+
+
+class _Buffer:
+    def __init__(self, frame_id: int, chunk_exposure_us: float | None) -> None:
+        self.frame_id, self.chunk = frame_id, chunk_exposure_us
+
+    def get_system_timestamp(self) -> int:
+        return time.time_ns()
+
+    def get_timestamp(self) -> int:
+        return 1_000_000 + self.frame_id * 33_000_000
+
+    def get_status(self) -> _Status:
+        return _Status()
+
+    def get_frame_id(self) -> int:
+        return self.frame_id
+
+    def get_data(self) -> bytes:
+        return bytes(range(64)) * 48
+
+    def get_image_width(self) -> int:
+        return 64
+
+    def get_image_height(self) -> int:
+        return 48
+
+
+class _NoChunk(Exception):
+    pass
+
+
+class _Chunks:
+    def get_float_value(self, buffer: _Buffer, name: str) -> float:
+        assert name == "ChunkExposureTime"
+        if buffer.chunk is None:
+            raise _NoChunk(name)
+        return buffer.chunk
+
+
+class _Device:
+    def __init__(self) -> None:
+        self.writes: list[tuple[str, object]] = []
+
+    def set_string_feature_value(self, name: str, value: str) -> None:
+        self.writes.append((name, value))
+
+    def set_integer_feature_value(self, name: str, value: int) -> None:
+        self.writes.append((name, value))
+
+    def execute_command(self, name: str) -> None:
+        self.writes.append((name, None))
+
+
+class _SequencerCamera:
+    def __init__(self) -> None:
+        self.device = _Device()
+        self.exposure = 0.0
+
+    def get_device(self) -> _Device:
+        return self.device
+
+    def set_exposure_time(self, value: float) -> None:
+        self.exposure = value
+        self.device.writes.append(("ExposureTime", value))
+
+    def set_chunk_mode(self, on: bool) -> None:
+        self.device.writes.append(("ChunkModeActive", on))
+
+    def set_chunk_state(self, name: str, on: bool) -> None:
+        self.device.writes.append((f"Chunk{name}", on))
+
+    def create_chunk_parser(self) -> _Chunks:
+        return _Chunks()
+
+
+def test_sequencer_configuration_is_two_sets_that_alternate() -> None:
+    cam = GigECameraBackend("anchor", GigESettings(exposure_us=8000.0, ev_low=-2.0, ev_high=1.0))
+    stand_in = _SequencerCamera()
+    cam._configure_sequencer(None, stand_in)
+    w = stand_in.device.writes
+    assert w[:2] == [("SequencerMode", "Off"), ("SequencerConfigurationMode", "On")]
+    assert w[2:8] == [("SequencerSetSelector", 0), ("ExposureTime", 2000.0), ("SequencerPathSelector", 0),
+                      ("SequencerSetNext", 1), ("SequencerTriggerSource", "FrameStart"), ("SequencerSetSave", None)]
+    assert w[8:14] == [("SequencerSetSelector", 1), ("ExposureTime", 16000.0), ("SequencerPathSelector", 0),
+                       ("SequencerSetNext", 0), ("SequencerTriggerSource", "FrameStart"), ("SequencerSetSave", None)]
+    assert w[14:] == [("SequencerSetStart", 0), ("SequencerConfigurationMode", "Off"), ("SequencerMode", "On"),
+                      ("ChunkModeActive", True), ("ChunkExposureTime", True)]
+
+
+def test_sequencer_frames_take_role_and_exposure_from_their_chunk() -> None:
+    cam = GigECameraBackend("anchor", GigESettings(exposure_us=8000.0, ev_low=-2.0, ev_high=1.0))
+    cam._mode, cam._chunks, cam._glib_error = "sequencer", _Chunks(), _NoChunk
+    frames = [cam._frame(_Buffer(i, us)) for i, us in enumerate([1999.0, 15990.0, None, 16001.0, 2001.0])]
+    assert [f.role if f else None for f in frames] == [Role.LOW, Role.HIGH, None, Role.HIGH, Role.LOW]
+    assert [f.exposure_time_us for f in frames if f] == pytest.approx([1999.0, 15990.0, 16001.0, 2001.0])
+    assert cam.drop_counts() == {"exposure uncertain": 1}
+    assert [f.sequence_id for f in frames if f] == [0, 1, 3, 4]
