@@ -32,8 +32,10 @@ Stamps: ``stamps.ClockMapper`` (PTP when enabled and locked, else the camera clo
 onto the host clock). Frames with a non-success buffer status (missing packets, timeout,
 size mismatch...) are dropped and counted by status; the stream's statistics (resent and
 missing packets) are in ``status_values()``. A camera that stops answering (Aravis'
-control-lost, or no frame for ``timeout_s`` and its registers unreadable) raises
-``CameraError`` from ``grab``; the node then closes and reopens until it is back.
+control-lost, or its registers unreadable) or a stream from which no buffer at all arrives
+for ``timeout_s`` raises ``CameraError`` from ``grab``; the node then closes and reopens
+until it is back. Buffers that arrive but are dropped keep it open (a lossy link is
+reported by the drop counts; reconnecting would not help it).
 """
 
 from __future__ import annotations
@@ -457,6 +459,9 @@ class GigECameraBackend:
         if buffer is None:
             self._check_alive()
             return None
+        # Any buffer, even one dropped below, shows the camera and the path are alive: a
+        # lossy link is reported through the drop counts, not by reconnecting.
+        self._last_frame_s = time.monotonic()
         try:
             return self._frame(buffer)
         finally:
@@ -485,8 +490,9 @@ class GigECameraBackend:
             except self._glib_error as exc:
                 raise CameraError(f"{self._description}: not answering ({exc.message})") from None
         self._last_frame_s = now
+        drops = ", ".join(f"{n} {reason}" for reason, n in sorted(self._drops.items())) or "none dropped"
         raise CameraError(f"{self._description}: no frame for {self.settings.timeout_s:g} s "
-                          "(check the network path and packet size)")
+                          f"({drops} so far; check the network path and packet size)")
 
     def _sequence_id(self, block: int) -> int:
         """GigE block ids are 16-bit (GEV 1.x, 0 reserved) or 64-bit; this counter never wraps."""
@@ -498,7 +504,6 @@ class GigECameraBackend:
 
     def _frame(self, buffer: Any) -> CapturedFrame | None:
         receive_ns = self._clock() - time.time_ns() + buffer.get_system_timestamp()
-        self._last_frame_s = time.monotonic()
         status = buffer.get_status()
         sequence_id = self._sequence_id(int(buffer.get_frame_id()))
         if status.value_nick != "success":

@@ -479,23 +479,24 @@ class CameraNode(Node):
         drops: dict[str, int] = {}
         last_seq: int | None = None
         last_status_s = 0.0
+        new_drops = 0
         while not (self._stop.is_set() or self._restart.is_set()):
             frame = backend.grab(_GRAB_TIMEOUT_S)
-            settings = self._settings  # frame_id, encoding order, camera info apply live
-            if frame is None or settings.needs_restart(opened_with):
-                continue
-            start = time.perf_counter()
-            new_drops = 0
+            # Drops are reported as they happen, also while no frame gets through.
             for reason, n in backend.drop_counts().items():
                 if n > drops.get(reason, 0):
                     self.diag.count("dropped", reason, n - drops.get(reason, 0))
                     new_drops += n - drops.get(reason, 0)
                     drops[reason] = n
+            settings = self._settings  # frame_id, encoding order, camera info apply live
+            if frame is None or settings.needs_restart(opened_with):
+                continue
+            start = time.perf_counter()
             if last_seq is not None:
                 gap = (frame.sequence_id - last_seq - 1) & 0xFFFFFFFF
                 if 0 < gap - new_drops < 1 << 31:
                     self.diag.count("dropped", "sequence gap", gap - new_drops)
-            last_seq = frame.sequence_id
+            last_seq, new_drops = frame.sequence_id, 0
             self.publish_frame(frame, settings)
             status_values = getattr(backend, "status_values", None)
             if status_values is not None and time.monotonic() - last_status_s > 0.5:

@@ -289,3 +289,20 @@ def test_sequencer_frames_take_role_and_exposure_from_their_chunk() -> None:
     assert [f.exposure_time_us for f in frames if f] == pytest.approx([1999.0, 15990.0, 16001.0, 2001.0])
     assert cam.drop_counts() == {"exposure uncertain": 1}
     assert [f.sequence_id for f in frames if f] == [0, 1, 3, 4]
+
+
+def test_a_stream_that_never_arrives_is_an_error_not_silence() -> None:
+    # Every stream packet lost (-r 1000): the camera answers its registers but no frame
+    # arrives; after timeout_s the backend says so (the node then reports and reopens).
+    settings = GigESettings(device=ADDRESS, pixel_format="Mono8", region=SMALL, timeout_s=1.0, packet_resend=False)
+    with fake_camera(ADDRESS, "GVS1", lost_per_thousand=1000):
+        cam = GigECameraBackend("reference", settings)
+        cam.open()
+        start = time.monotonic()
+        try:
+            with pytest.raises(CameraError, match=r"no frame for 1 s \(none dropped so far; check the network"):
+                while time.monotonic() - start < 10.0:
+                    assert cam.grab(0.25) is None
+        finally:
+            cam.close()
+    assert 0.9 < time.monotonic() - start < 5.0
