@@ -432,7 +432,6 @@ def test_bad_options_and_boards_are_refused() -> None:
         StereoOptions(k_coefficients=4)
 
 
-@pytest.mark.skipif(not hasattr(cv2, "aruco"), reason="this OpenCV build has no aruco module")
 def test_charuco_board() -> None:
     board = Board(5, 4, 0.045, marker_m=0.034, dictionary="DICT_4X4_50")
     rng = np.random.default_rng(3)
