@@ -78,7 +78,7 @@ from ..io.bag import (
     hdr_from_msg,
     stamp_ns_of,
 )
-from ..io.image_msg import lookup_encoding, to_rgb_unit
+from ..io.image_msg import reject_reason, to_rgb_unit
 from ..pipeline import CAMERAS, PipelineConfig, PipelineOutput, ReconstructionPipeline
 
 __all__ = [
@@ -328,17 +328,6 @@ def _one_line(exc: BaseException) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
-def _image_reject_reason(msg: Any, exc: BaseException) -> str:
-    encoding = getattr(msg, "encoding", None)
-    if isinstance(exc, ImageEncodingError):
-        try:
-            enc = lookup_encoding(encoding)
-        except ImageEncodingError:
-            return f"unsupported encoding {encoding!r}"
-        return f"unsupported encoding {encoding!r}" if enc.order == "any" else "malformed image"
-    return "non-finite pixels" if "NaN" in str(exc) else "bad image"
-
-
 def _frame_bytes(output: PipelineOutput) -> int:
     return output.hdr.nbytes + (output.tonemapped.nbytes if output.tonemapped is not None else 0)
 
@@ -579,7 +568,7 @@ class BagRun:
             try:
                 pixels = to_rgb_unit(msg, max_code=self.max_code)
             except InputError as exc:
-                self.stats.reject(raw.topic, _image_reject_reason(msg, exc), exc)
+                self.stats.reject(raw.topic, reject_reason(msg, exc), exc)
                 return
             finally:
                 self.stats.decode_s += time.perf_counter() - t0

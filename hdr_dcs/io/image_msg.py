@@ -34,6 +34,7 @@ from hdr_dcs.core.photometry import to_unit
 
 __all__ = [
     "SUPPORTED_ENCODINGS",
+    "reject_reason",
     "Encoding",
     "fill_image",
     "image_to_numpy",
@@ -316,3 +317,16 @@ def to_rgb_unit(source: Any, encoding: str | None = None, *, max_code: int | Non
         return np.repeat(unit[:, :, None], 3, axis=2)
     rgb = pixels[:, :, list(_ORDER_INDEX[enc.order])]
     return np.ascontiguousarray(to_unit(rgb, max_code), dtype=np.float32)
+
+
+def reject_reason(msg: Any, exc: BaseException) -> str:
+    """Short, stable reason why an image message could not be converted (a diagnostics
+    and report key): unsupported encoding, malformed image, non-finite pixels, bad image."""
+    if isinstance(exc, ImageEncodingError):
+        encoding = getattr(msg, "encoding", None)
+        try:
+            enc = lookup_encoding(encoding)
+        except ImageEncodingError:
+            return f"unsupported encoding {encoding!r}"
+        return f"unsupported encoding {encoding!r}" if enc.order == "any" else "malformed image"
+    return "non-finite pixels" if "NaN" in str(exc) else "bad image"

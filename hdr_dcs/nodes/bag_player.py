@@ -49,8 +49,6 @@ from typing import Any
 import rclpy
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.duration import Duration
-from rclpy.exceptions import ParameterException
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
@@ -58,6 +56,7 @@ from rosgraph_msgs.msg import Clock
 from hdr_dcs.core.errors import InputError
 from hdr_dcs.io.bag import CAMERA_INFO, BagReader
 
+from .process import run_node
 from .qos import latched_qos
 
 __all__ = ["PARAMETERS", "BagPlayer", "main", "message_class"]
@@ -266,32 +265,13 @@ class BagPlayer(Node):
 
 def main(args: list[str] | None = None) -> int:
     """Console script ``bag_player``: play a bag, then exit (0, or 1 if playback failed)."""
-    from .reconstruction_node import init_ros, spin_until_signal
-
-    if not init_ros(args, "bag_player"):
-        return 2
-    try:
-        node = BagPlayer()
-    except (ParameterException, ValueError) as exc:
-        print(f"bag_player: {exc}", file=sys.stderr)
-        rclpy.try_shutdown()
-        return 2
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    try:
-        spin_until_signal(executor, node.done.is_set)
-    except ExternalShutdownException:
-        pass
-    finally:
-        error = node.error
-        node.destroy_node()
-        executor.shutdown(timeout_sec=1.0)
-        rclpy.try_shutdown()
-    if error:
-        print(f"bag_player: {error}", file=sys.stderr)
+    errors: list[str] = []
+    code = run_node("bag_player", BagPlayer, args, is_done=lambda node: node.done.is_set(),
+                    before_destroy=lambda node: errors.append(node.error) if node.error else None)
+    if errors:
+        print(f"bag_player: {errors[0]}", file=sys.stderr)
         return 1
-    return 0
-
+    return code
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -55,8 +55,6 @@ from typing import Any
 import numpy as np
 import rclpy
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
-from rclpy.exceptions import ParameterException
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import CameraInfo
@@ -73,6 +71,7 @@ from hdr_dcs.io.calibration_yaml import load_calibration, save_calibration
 from hdr_dcs.io.response_yaml import describe_response, load_response_file
 
 from .diagnostics import NodeDiagnostics
+from .process import run_node
 from .qos import latched_qos
 
 __all__ = ["RESPONSE_TOPIC", "CalibrationNode", "calibration_from_camera_info", "default_config_dir", "main",
@@ -466,23 +465,8 @@ class CalibrationNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    """Console script ``calibration_node``: run CalibrationNode until shut down."""
-    rclpy.init(args=args)
-    try:
-        node = CalibrationNode()
-    except (ParameterException, ValueError) as exc:
-        print(f"calibration_node: {exc}", file=sys.stderr)
-        rclpy.try_shutdown()
-        return 2
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
-
+    """Console script ``calibration_node``: run CalibrationNode until SIGINT / SIGTERM."""
+    return run_node("calibration_node", CalibrationNode, args)
 
 if __name__ == "__main__":
     sys.exit(main())

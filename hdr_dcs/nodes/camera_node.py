@@ -73,7 +73,6 @@ from builtin_interfaces.msg import Time
 from hdr_dcs_msgs.msg import ExposureInfo
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.exceptions import ParameterException
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import CameraInfo, Image
@@ -92,7 +91,8 @@ from hdr_dcs.sim.scenes import SCENES
 
 from .calibration_node import make_camera_info, resolve_calibration_path
 from .diagnostics import NodeDiagnostics
-from .qos import image_qos, latched_qos, prefer_async_publishing
+from .process import run_node
+from .qos import image_qos, latched_qos
 
 __all__ = ["BACKENDS", "CameraNode", "CameraSettings", "SimSettings", "main", "make_backend",
            "validate_parameters"]
@@ -583,24 +583,8 @@ class CameraNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    """Console script ``camera_node``: run a CameraNode until shut down."""
-    prefer_async_publishing()
-    rclpy.init(args=args)
-    try:
-        node = CameraNode()
-    except (ParameterException, ValueError) as exc:
-        print(f"camera_node: {exc}", file=sys.stderr)
-        rclpy.try_shutdown()
-        return 2
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
-
+    """Console script ``camera_node``: run a CameraNode until SIGINT / SIGTERM."""
+    return run_node("camera_node", CameraNode, args)
 
 if __name__ == "__main__":
     sys.exit(main())

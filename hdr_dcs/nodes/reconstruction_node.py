@@ -125,7 +125,6 @@ import contextlib
 import math
 import os
 import re
-import signal
 import sys
 import threading
 import time
@@ -142,25 +141,24 @@ from hdr_dcs_msgs.msg import ExposureInfo
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.duration import Duration
 from rclpy.exceptions import ParameterException
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Float64MultiArray, Header
 
 from hdr_dcs.backends import BACKENDS, Backend, HdrOutput, make_backend
 from hdr_dcs.core.calibration import CameraCalibration
-from hdr_dcs.core.errors import ImageEncodingError, InputError
+from hdr_dcs.core.errors import InputError
 from hdr_dcs.core.grouper import DropReason, GrouperConfig
 from hdr_dcs.core.photometry import DEFAULT_RESPONSE, CameraResponse, TabulatedResponse
 from hdr_dcs.core.types import FrameGroup
-from hdr_dcs.io.image_msg import lookup_encoding, numpy_to_image_fields, to_rgb_unit
+from hdr_dcs.io.image_msg import numpy_to_image_fields, reject_reason, to_rgb_unit
 from hdr_dcs.io.response_yaml import describe_response, load_response_file
 from hdr_dcs.pipeline import CAMERAS, PipelineConfig, PipelineOutput, ReconstructionPipeline
 
 from .calibration_node import RESPONSE_TOPIC, calibration_from_camera_info, resolve_calibration_path
 from .diagnostics import NodeDiagnostics
+from .process import run_node
 from .qos import image_qos, latched_qos, prefer_async_publishing
 
 __all__ = ["PARAMETERS", "RESPONSE_TOPIC", "ReconstructionNode", "ReconstructionSettings", "main",
@@ -381,18 +379,6 @@ def _image_msg(pixels: np.ndarray, encoding: str, header: Header) -> Image:
                 is_bigendian=fields["is_bigendian"], step=fields["step"])
     msg.data = array.array("B", fields["data"])
     return msg
-
-
-def _image_reject_reason(msg: Any, exc: BaseException) -> str:
-    """Short, stable reason of a conversion error (a diagnostics key)."""
-    if isinstance(exc, ImageEncodingError):
-        encoding = getattr(msg, "encoding", None)
-        try:
-            enc = lookup_encoding(encoding)
-        except ImageEncodingError:
-            return f"unsupported encoding {encoding!r}"
-        return f"unsupported encoding {encoding!r}" if enc.order == "any" else "malformed image"
-    return "non-finite pixels" if "NaN" in str(exc) else "bad image"
 
 
 def _zero_k(msg: CameraInfo) -> bool:
@@ -643,7 +629,7 @@ class ReconstructionNode(Node):
             stamp = _stamp_ns(msg)
             pixels = to_rgb_unit(msg, max_code=self._settings.max_code or None)
         except InputError as exc:
-            self._reject(camera, "image", _image_reject_reason(msg, exc), exc)
+            self._reject(camera, "image", reject_reason(msg, exc), exc)
             return
         if not self._check_size(camera, pixels.shape):
             return
@@ -921,59 +907,10 @@ class ReconstructionNode(Node):
 
 
 # -- main -------------------------------------------------------------------------------------
-def spin_until_signal(executor: Any, is_done: Callable[[], bool] = lambda: False) -> None:
-    """Spin ``executor`` until SIGINT / SIGTERM (or ``is_done()``), without letting rclpy
-    shut the context down first, so that nodes can still publish while closing."""
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: Any) -> None:
-        stop.set()
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        while not stop.is_set() and not is_done() and executor.context.ok():
-            executor.spin_once(timeout_sec=0.1)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-def init_ros(args: list[str] | None, program: str) -> bool:
-    """``rclpy.init`` without rclpy's signal handlers (see ``spin_until_signal``), with
-    ``prefer_async_publishing``; False, after one line on stderr, when the command line
-    cannot be parsed."""
-    prefer_async_publishing()
-    try:
-        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    except Exception as exc:  # rclpy's RCLError: e.g. a malformed -p override
-        print(f"{program}: {' '.join(str(exc).split())}", file=sys.stderr)
-        return False
-    return True
-
-
 def main(args: list[str] | None = None) -> int:
     """Console script ``reconstruction_node``: run a ReconstructionNode until SIGINT/SIGTERM,
     then publish what is still buffered and exit 0."""
-    if not init_ros(args, "reconstruction_node"):
-        return 2
-    try:
-        node = ReconstructionNode()
-    except (ParameterException, ValueError) as exc:
-        print(f"reconstruction_node: {exc}", file=sys.stderr)
-        rclpy.try_shutdown()
-        return 2
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    try:
-        spin_until_signal(executor)
-    except ExternalShutdownException:
-        pass
-    finally:
-        node.close()
-        executor.shutdown(timeout_sec=1.0)
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node("reconstruction_node", ReconstructionNode, args, before_destroy=lambda node: node.close())
 
 
 if __name__ == "__main__":
